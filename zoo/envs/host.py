@@ -1,0 +1,357 @@
+"""Host-simulated environments (gymnasium, dm-control, MetaWorld, NLE, MinAtar) behind ``VecEnv``.
+
+The envs step in this process (``vectorization="sync"``) or in worker
+processes (``vectorization="process"``), each worker stepping a contiguous
+group of envs and writing into preallocated numpy buffers that live in shared
+memory. Either way the parent turns those buffers into torch tensors on the
+chosen device once per step.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from zoo.envs.vec import Obs, VecEnv, torch_dtype
+from zoo.errors import ActionError
+
+EnvFn = Callable[[], gym.Env]
+VECTORIZATIONS = ("sync", "process")
+
+
+def observation_fields(space: gym.Space) -> dict[str | None, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each observation array: key ``None`` for a flat space, one per key for a Dict."""
+    if isinstance(space, spaces.Dict):
+        fields: dict[str | None, tuple[tuple[int, ...], np.dtype]] = {}
+        for key, sub in space.spaces.items():
+            if isinstance(sub, spaces.Dict):
+                raise TypeError(f"nested Dict observation spaces are not supported (key {key!r})")
+            fields[key] = observation_fields(sub)[None]
+        return fields
+    if isinstance(space, spaces.Discrete):
+        return {None: ((), np.dtype(np.int64))}
+    if isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
+        torch_dtype(space.dtype)  # raises for dtypes torch cannot hold
+        return {None: (tuple(space.shape), np.dtype(space.dtype))}
+    raise TypeError(f"zoo does not support observation spaces of type {type(space).__name__}: {space}")
+
+
+class _Buffers:
+    """The numpy arrays one step reads and writes, for all ``num_envs`` envs."""
+
+    def __init__(self, num_envs: int, obs_fields: dict, action_shape: tuple, action_dtype: np.dtype,
+                 info_keys: Sequence[str], alloc: Callable[[tuple, np.dtype], Any]):
+        self.raw = {}
+        for key, (shape, dtype) in obs_fields.items():
+            self.raw[("obs", key)] = alloc((num_envs, *shape), dtype)
+            self.raw[("final", key)] = alloc((num_envs, *shape), dtype)
+        self.raw[("reward", None)] = alloc((num_envs,), np.dtype(np.float32))
+        self.raw[("terminated", None)] = alloc((num_envs,), np.dtype(np.bool_))
+        self.raw[("truncated", None)] = alloc((num_envs,), np.dtype(np.bool_))
+        self.raw[("actions", None)] = alloc((num_envs, *action_shape), action_dtype)
+        for key in info_keys:
+            self.raw[("info", key)] = alloc((num_envs,), np.dtype(np.float32))
+
+
+def _numpy_alloc(shape: tuple, dtype: np.dtype) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+class _SharedArray:
+    """A numpy array spec backed by a ``multiprocessing`` RawArray (picklable to workers)."""
+
+    def __init__(self, ctx, shape: tuple, dtype: np.dtype):
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        nbytes = max(1, int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize)
+        self.raw = ctx.RawArray("b", nbytes)
+
+    def view(self) -> np.ndarray:
+        count = int(np.prod(self.shape, dtype=np.int64))
+        return np.frombuffer(self.raw, dtype=self.dtype, count=count).reshape(self.shape)
+
+
+class EnvGroup:
+    """Steps a contiguous slice ``[lo, lo + len(env_fns))`` of the envs, in place in the buffers."""
+
+    def __init__(self, env_fns: Sequence[EnvFn], lo: int, views: dict, obs_keys: list, info_keys: Sequence[str],
+                 discrete_actions: bool):
+        self.envs = [fn() for fn in env_fns]
+        self.lo = lo
+        self.obs_keys = obs_keys
+        self.info_keys = tuple(info_keys)
+        self.discrete = discrete_actions
+        self.obs = {k: views[("obs", k)] for k in obs_keys}
+        self.final = {k: views[("final", k)] for k in obs_keys}
+        self.reward = views[("reward", None)]
+        self.terminated = views[("terminated", None)]
+        self.truncated = views[("truncated", None)]
+        self.actions = views[("actions", None)]
+        self.info = {k: views[("info", k)] for k in self.info_keys}
+
+    def _write(self, target: dict, i: int, ob) -> None:
+        if None in target:
+            target[None][i] = ob
+        else:
+            for k, buf in target.items():
+                buf[i] = ob[k]
+
+    def reset(self, seeds: Sequence[int | None], options: dict | None) -> None:
+        for j, env in enumerate(self.envs):
+            ob, _ = env.reset(seed=seeds[j], options=options)
+            self._write(self.obs, self.lo + j, ob)
+            for key, buf in self.info.items():
+                buf[self.lo + j] = 0.0
+
+    def step(self) -> None:
+        for j, env in enumerate(self.envs):
+            i = self.lo + j
+            action = int(self.actions[i]) if self.discrete else self.actions[i].copy()
+            ob, reward, terminated, truncated, info = env.step(action)
+            self.reward[i] = reward
+            self.terminated[i] = terminated
+            self.truncated[i] = truncated
+            for key, buf in self.info.items():
+                buf[i] = info.get(key, 0.0)
+            if terminated or truncated:
+                self._write(self.final, i, ob)
+                ob, _ = env.reset()
+            self._write(self.obs, i, ob)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn, env_fns, lo, shared: dict, obs_keys, info_keys, discrete) -> None:
+    """Worker-process loop: build a group of envs, then serve reset/step/close commands."""
+    try:
+        views = {name: arr.view() for name, arr in shared.items()}
+        group = EnvGroup(env_fns, lo, views, obs_keys, info_keys, discrete)
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ok", None))
+    while True:
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            break
+        try:
+            if cmd == "step":
+                group.step()
+                conn.send(("ok", None))
+            elif cmd == "reset":
+                group.reset(*arg)
+                conn.send(("ok", None))
+            elif cmd == "close":
+                group.close()
+                conn.send(("ok", None))
+                break
+            else:
+                conn.send(("error", f"unknown command {cmd!r}"))
+        except BaseException:
+            conn.send(("error", traceback.format_exc()))
+    conn.close()
+
+
+class HostVecEnv(VecEnv):
+    """``VecEnv`` over host-simulated gymnasium envs, in-process or in worker processes.
+
+    ``env_fns`` builds one env each (all with the same spaces). ``info_keys``
+    names the numeric entries of each env's step ``info`` to return as float32
+    tensors (missing entries read as 0).
+    """
+
+    def __init__(self, env_fns: Sequence[EnvFn], *, device: str | torch.device = "cpu",
+                 vectorization: str = "sync", num_workers: int | None = None, info_keys: Sequence[str] = (),
+                 seed: int | None = None, env_id: str = "?", start_method: str | None = None):
+        if vectorization not in VECTORIZATIONS:
+            raise ValueError(f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}")
+        if not env_fns:
+            raise ValueError("HostVecEnv needs at least one env function")
+        probe = env_fns[0]()
+        obs_space, act_space = probe.observation_space, probe.action_space
+        super().__init__(len(env_fns), torch.device(device), obs_space, act_space)
+        self.env_id = env_id
+        self.info_keys = tuple(info_keys)
+        self.vectorization = vectorization
+        self._seed = seed
+        self._first_reset = True
+        self._obs_fields = observation_fields(obs_space)
+        self._obs_keys = list(self._obs_fields)
+        self._dict_obs = self._obs_keys != [None]
+        self._discrete = isinstance(act_space, spaces.Discrete)
+        self._action_low = self._action_high = None
+        if isinstance(act_space, spaces.Discrete):
+            self._action_low, self._action_high = int(act_space.start), int(act_space.start + act_space.n - 1)
+        elif isinstance(act_space, spaces.MultiDiscrete):
+            self._action_low, self._action_high = act_space.start, act_space.start + act_space.nvec - 1
+        np_action_dtype = np.int64 if self._action_dtype == torch.int64 else np.float32
+        self._workers: list = []
+        self._conns: list = []
+        if vectorization == "sync":
+            self._buffers = _Buffers(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype,
+                                     self.info_keys, _numpy_alloc)
+            self._views = self._buffers.raw
+            probe_used = [lambda: probe] + list(env_fns[1:])
+            self._group = EnvGroup(probe_used, 0, self._views, self._obs_keys, self.info_keys, self._discrete)
+        else:
+            probe.close()
+            self._start_workers(env_fns, num_workers, start_method, np_action_dtype)
+
+    # -- worker processes -------------------------------------------------
+    def _start_workers(self, env_fns, num_workers, start_method, np_action_dtype) -> None:
+        if start_method is None:
+            start_method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(start_method)
+        num_workers = num_workers or min(self.num_envs, os.cpu_count() or 1)
+        if not 1 <= num_workers <= self.num_envs:
+            raise ValueError(f"num_workers must be between 1 and num_envs={self.num_envs}, got {num_workers}")
+        shared = _Buffers(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype, self.info_keys,
+                          lambda shape, dtype: _SharedArray(ctx, shape, dtype)).raw
+        self._views = {name: arr.view() for name, arr in shared.items()}
+        bounds = np.linspace(0, self.num_envs, num_workers + 1).round().astype(int)
+        try:
+            for w in range(num_workers):
+                lo, hi = int(bounds[w]), int(bounds[w + 1])
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, name=f"zoo-env-worker-{w}", daemon=True,
+                                   args=(child, list(env_fns[lo:hi]), lo, shared, self._obs_keys, self.info_keys,
+                                         self._discrete))
+                proc.start()
+                child.close()
+                self._workers.append(proc)
+                self._conns.append(parent)
+            self._gather("start")
+        except BaseException:
+            self.close()
+            raise
+
+    def _gather(self, what: str) -> None:
+        errors = []
+        for w, conn in enumerate(self._conns):
+            try:
+                status, payload = conn.recv()
+            except EOFError:
+                status, payload = "error", f"worker {w} died (exit code {self._workers[w].exitcode})"
+            if status != "ok":
+                errors.append(f"--- worker {w} ---\n{payload}")
+        if errors:
+            raise RuntimeError(f"{self.env_id}: {what} failed in env worker process(es):\n" + "\n".join(errors))
+
+    def _broadcast(self, cmd: str, arg=None) -> None:
+        for conn in self._conns:
+            conn.send((cmd, arg))
+        self._gather(cmd)
+
+    # -- numpy -> torch ---------------------------------------------------
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(array)
+        return t.clone() if self.device.type == "cpu" else t.to(self.device)
+
+    def _obs_tensor(self, kind: str, rows: np.ndarray | None = None) -> Obs:
+        out = {}
+        for key in self._obs_keys:
+            arr = self._views[(kind, key)]
+            out[key] = self._tensor(arr if rows is None else arr[rows])
+        return out if self._dict_obs else out[None]
+
+    # -- the interface ----------------------------------------------------
+    def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> Obs:
+        self._check_open()
+        if seed is None and self._first_reset:
+            seed = self._seed
+        self._first_reset = False
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+        if self.vectorization == "sync":
+            self._group.reset(seeds, options)
+        else:
+            for conn, proc_seeds in zip(self._conns, self._split(seeds)):
+                conn.send(("reset", (proc_seeds, options)))
+            self._gather("reset")
+        return self._obs_tensor("obs")
+
+    def _split(self, items: list) -> list[list]:
+        out, lo = [], 0
+        bounds = np.linspace(0, self.num_envs, len(self._conns) + 1).round().astype(int)
+        for w in range(len(self._conns)):
+            out.append(items[bounds[w]:bounds[w + 1]])
+        return out
+
+    def step(self, actions: torch.Tensor):
+        self._check_open()
+        actions = self.check_actions(actions)
+        host_actions = actions.numpy() if self.device.type == "cpu" else actions.cpu().numpy()
+        if self._action_low is not None:
+            bad = (host_actions < self._action_low) | (host_actions > self._action_high)
+            if bad.any():
+                raise ActionError(
+                    f"{self.env_id}: actions {host_actions[bad][:5].tolist()} are outside the action space "
+                    f"{self.single_action_space} (valid: {self._action_low}..{self._action_high})")
+        self._views[("actions", None)][...] = host_actions
+        if self.vectorization == "sync":
+            self._group.step()
+        else:
+            self._broadcast("step")
+        obs = self._obs_tensor("obs")
+        terminated_np, truncated_np = self._views[("terminated", None)], self._views[("truncated", None)]
+        done_rows = np.flatnonzero(terminated_np | truncated_np)
+        if done_rows.size:
+            final = {k: v.clone() for k, v in obs.items()} if self._dict_obs else obs.clone()
+            rows = torch.as_tensor(done_rows, device=self.device)
+            finished = self._obs_tensor("final", done_rows)
+            if self._dict_obs:
+                for key in final:
+                    final[key][rows] = finished[key]
+            else:
+                final[rows] = finished
+        else:
+            final = obs
+        info: dict[str, Any] = {"final_obs": final}
+        for key in self.info_keys:
+            info[key] = self._tensor(self._views[("info", key)])
+        return (obs, self._tensor(self._views[("reward", None)]), self._tensor(terminated_np),
+                self._tensor(truncated_np), info)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"{self.env_id}: this VecEnv is closed")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.vectorization == "sync":
+            if hasattr(self, "_group"):
+                self._group.close()
+            return
+        for conn in self._conns:
+            try:
+                conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for conn in self._conns:
+            try:
+                if conn.poll(5):
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+            conn.close()
+        for proc in self._workers:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()

@@ -1,0 +1,234 @@
+"""The suite adapters: gymnasium, dm-control, MetaWorld, NetHack (NLE), MinAtar and torch-native envs.
+
+Each adapter builds one plain gymnasium env for a task; ``make_env`` batches
+them. Optional simulators are imported only when their suite is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from zoo.envs.registry import Suite, register_suite
+
+# ---------------------------------------------------------------- gymnasium
+# Ids that other suites register into gymnasium's registry are served by those suites.
+_OTHER_SUITE_PREFIXES = ("Meta-World/", "NetHack", "MinAtar/")
+
+
+def _gym_tasks() -> list[str]:
+    return [i for i in gym.registry if not i.startswith(_OTHER_SUITE_PREFIXES)]
+
+
+def _gym_has_task(task: str) -> bool:
+    return task in gym.registry and not task.startswith(_OTHER_SUITE_PREFIXES)
+
+
+def _make_gym(task: str, seed: int | None = None, **kwargs) -> gym.Env:
+    return gym.make(task, **kwargs)
+
+
+register_suite(Suite(
+    name="gym", description="any registered gymnasium environment (gym/<gymnasium id>)",
+    requires=("gymnasium",), tasks=_gym_tasks, has_task=_gym_has_task, make_single=_make_gym,
+))
+
+# ---------------------------------------------------------------- dm-control
+
+
+def _quiet_mujoco_gl() -> None:
+    """State-based tasks need no renderer: without a display, keep dm-control from probing GLFW."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "disable"
+
+
+def _dmc_tasks() -> list[str]:
+    _quiet_mujoco_gl()
+    from dm_control import suite
+
+    return [f"{domain}-{task}" for domain, task in suite.ALL_TASKS]
+
+
+class DMCEnv(gym.Env):
+    """A dm-control suite task as a gymnasium env with flattened float32 state observations.
+
+    The observation is the concatenation of the task's observation arrays in
+    their spec order. An episode that ends with discount 0 is ``terminated``;
+    one that ends at the time limit (dm-control's default 1000 steps) is
+    ``truncated``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(self, domain: str, task: str, seed: int | None = None, render_mode: str | None = None,
+                 render_size: tuple[int, int] = (84, 84), camera_id: int = 0, **task_kwargs):
+        if render_mode is None:
+            _quiet_mujoco_gl()
+        from dm_control import suite
+
+        task_kwargs.setdefault("random", seed)
+        self._env = suite.load(domain, task, task_kwargs=task_kwargs)
+        self.render_mode, self._render_size, self._camera_id = render_mode, render_size, camera_id
+        obs_spec = self._env.observation_spec()
+        dim = int(sum(np.prod(s.shape, dtype=np.int64) for s in obs_spec.values()))
+        self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), dtype=np.float32)
+        act = self._env.action_spec()
+        self.action_space = spaces.Box(act.minimum.astype(np.float32), act.maximum.astype(np.float32),
+                                       dtype=np.float32)
+
+    @staticmethod
+    def _flatten(observation: "OrderedDict[str, Any]") -> np.ndarray:
+        return np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in observation.values()])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env.task.random.seed(seed)
+        return self._flatten(self._env.reset().observation), {}
+
+    def step(self, action):
+        ts = self._env.step(action)
+        terminated = bool(ts.last() and ts.discount == 0.0)
+        truncated = bool(ts.last() and not terminated)
+        return self._flatten(ts.observation), float(ts.reward or 0.0), terminated, truncated, {}
+
+    def render(self):
+        height, width = self._render_size
+        return self._env.physics.render(height=height, width=width, camera_id=self._camera_id)
+
+    def close(self):
+        self._env.close()
+
+
+def _make_dmc(task: str, seed: int | None = None, **kwargs) -> gym.Env:
+    domain, name = task.split("-", 1)
+    return DMCEnv(domain, name, seed=seed, **kwargs)
+
+
+register_suite(Suite(
+    name="dmc", description="DeepMind Control suite tasks, flattened state (dmc/<domain>-<task>)",
+    requires=("dm_control",), extra="dmc", tasks=_dmc_tasks, make_single=_make_dmc,
+    default_vectorization="process",
+))
+
+# ---------------------------------------------------------------- MetaWorld
+
+
+def _metaworld_tasks() -> list[str]:
+    import metaworld
+
+    return list(metaworld.MT1.ENV_NAMES)
+
+
+def _make_metaworld(task: str, seed: int | None = None, **kwargs) -> gym.Env:
+    import metaworld  # noqa: F401  (registers Meta-World/MT1)
+
+    # MT1: one task family, a goal drawn from its 50 train goals at each reset.
+    return gym.make("Meta-World/MT1", env_name=task, seed=seed, **kwargs)
+
+
+register_suite(Suite(
+    name="metaworld", description="MetaWorld MT1 tasks, v3, 500 steps, `success` in info (metaworld/<task>-v3)",
+    requires=("metaworld",), extra="metaworld", tasks=_metaworld_tasks, make_single=_make_metaworld,
+    info_keys=("success",), default_vectorization="process",
+))
+
+# ---------------------------------------------------------------- NetHack (NLE)
+NETHACK_TASKS = {
+    "score": "NetHackScore-v0",
+    "staircase": "NetHackStaircase-v0",
+    "staircase-pet": "NetHackStaircasePet-v0",
+    "oracle": "NetHackOracle-v0",
+    "gold": "NetHackGold-v0",
+    "eat": "NetHackEat-v0",
+    "scout": "NetHackScout-v0",
+    "challenge": "NetHackChallenge-v0",
+}
+#: NLE's observations minus the bulky ``screen_descriptions`` and inventory strings;
+#: pass ``observation_keys=`` for others.
+NETHACK_DEFAULT_KEYS = ("glyphs", "chars", "colors", "specials", "blstats", "message",
+                        "tty_chars", "tty_colors", "tty_cursor")
+
+
+def _make_nethack(task: str, seed: int | None = None, **kwargs) -> gym.Env:
+    import nle  # noqa: F401  (registers the NetHack ids)
+
+    kwargs.setdefault("observation_keys", NETHACK_DEFAULT_KEYS)
+    return gym.make(NETHACK_TASKS[task], **kwargs)
+
+
+register_suite(Suite(
+    name="nethack", description="NetHack Learning Environment tasks, dict observations (nethack/<task>)",
+    requires=("nle",), extra="nethack", tasks=lambda: list(NETHACK_TASKS), make_single=_make_nethack,
+    default_vectorization="process",
+))
+
+# ---------------------------------------------------------------- MinAtar
+MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+
+
+class MinAtarEnv(gym.Env):
+    """A MinAtar game: ``10x10xC`` uint8 (0/1) channel observations, the full 6-action set by default.
+
+    Sticky actions (probability 0.1) and difficulty ramping are MinAtar's
+    defaults. MinAtar has no time limit of its own; ``max_episode_steps``
+    (default 10,000) truncates episodes.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, game: str, sticky_action_prob: float = 0.1, difficulty_ramping: bool = True,
+                 use_minimal_action_set: bool = False, max_episode_steps: int = 10_000):
+        from minatar import Environment
+
+        self.game = Environment(game, sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)
+        self._actions = (self.game.minimal_action_set() if use_minimal_action_set
+                         else list(range(self.game.num_actions())))
+        self.action_space = spaces.Discrete(len(self._actions))
+        self.observation_space = spaces.Box(0, 1, tuple(self.game.state_shape()), dtype=np.uint8)
+        self.max_episode_steps = max_episode_steps
+        self._steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.game.seed(seed)
+        self.game.reset()
+        self._steps = 0
+        return self.game.state().astype(np.uint8), {}
+
+    def step(self, action):
+        reward, done = self.game.act(self._actions[int(action)])
+        self._steps += 1
+        truncated = (not done) and self._steps >= self.max_episode_steps
+        return self.game.state().astype(np.uint8), float(reward), bool(done), truncated, {}
+
+
+def _make_minatar(task: str, seed: int | None = None, **kwargs) -> gym.Env:
+    return MinAtarEnv(task, **kwargs)
+
+
+register_suite(Suite(
+    name="minatar", description="MinAtar games, 10x10xC binary channels (minatar/<game>)",
+    requires=("minatar",), extra="minatar", tasks=lambda: list(MINATAR_GAMES), make_single=_make_minatar,
+))
+
+# ---------------------------------------------------------------- torch-native
+
+
+def _make_torch(task: str, num_envs: int, device, seed: int | None = None, **kwargs):
+    from zoo.envs.torch_envs import CartPoleTorch
+
+    builders = {"cartpole": CartPoleTorch}
+    return builders[task](num_envs=num_envs, device=device, seed=seed, **kwargs)
+
+
+register_suite(Suite(
+    name="torch", description="environments stepped as batched torch ops on the env's device (torch/<task>)",
+    requires=("torch",), tasks=lambda: ["cartpole"], make_vec=_make_torch,
+))
