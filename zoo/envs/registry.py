@@ -81,7 +81,9 @@ def _split_id(env_id: str) -> tuple[Suite, str]:
         hint = ""
         if isinstance(env_id, str):
             guesses = difflib.get_close_matches(env_id, _all_ids_for_hints(), n=3, cutoff=0.6)
-            guesses += [f"gym/{env_id}"] if env_id in gym.registry else []
+            if env_id in gym.registry:
+                guesses.insert(0, f"gym/{env_id}")
+            guesses = list(dict.fromkeys(guesses))
             hint = f" Did you mean: {', '.join(guesses)}?" if guesses else ""
         raise UnknownEnvError(f"env ids look like 'suite/task' (suites: {', '.join(sorted(_SUITES))}), "
                               f"got {env_id!r}.{hint}")

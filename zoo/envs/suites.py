@@ -125,11 +125,34 @@ def _metaworld_tasks() -> list[str]:
     return list(metaworld.MT1.ENV_NAMES)
 
 
+class MetaWorldSeeding(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Make ``reset(seed=s)`` deterministic on MetaWorld MT1.
+
+    metaworld 3.1.1 draws the episode's goal from the env's RNG *before* the
+    seed given to ``reset`` is applied; here the RNG is seeded first.
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self.env.unwrapped.np_random = gym.utils.seeding.np_random(seed)[0]
+        return self.env.reset(seed=seed, options=options)
+
+
 def _make_metaworld(task: str, seed: int | None = None, **kwargs) -> gym.Env:
     import metaworld  # noqa: F401  (registers Meta-World/MT1)
 
     # MT1: one task family, a goal drawn from its 50 train goals at each reset.
-    return gym.make("Meta-World/MT1", env_name=task, seed=seed, **kwargs)
+    env = MetaWorldSeeding(gym.make("Meta-World/MT1", env_name=task, seed=seed, **kwargs))
+    # metaworld 3.1.1 declares the observation space before the first task makes the goal
+    # observable (goal bounds stay [0, 0]); a reset sets a task, then the space is recomputed.
+    env.reset(seed=seed)
+    base = env.unwrapped
+    base.observation_space = base.sawyer_observation_space
+    return env
 
 
 register_suite(Suite(
@@ -155,11 +178,36 @@ NETHACK_DEFAULT_KEYS = ("glyphs", "chars", "colors", "specials", "blstats", "mes
                         "tty_chars", "tty_colors", "tty_cursor")
 
 
+class NetHackSeeding(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Make NLE reproducible from gymnasium seeds.
+
+    NLE ignores ``reset(seed=...)`` for the game itself and reseeds NetHack
+    with true randomness. Here an explicit seed starts a generator that sets
+    NetHack's core and disp RNGs (with anti-TAS reseeding off) at that reset
+    and at every later one, so a seeded run replays exactly. Without any seed,
+    NLE's own randomness is left alone.
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self._rng: np.random.Generator | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        if self._rng is not None:
+            core, disp = (int(x) for x in self._rng.integers(0, 2**62, size=2))
+            self.env.unwrapped.seed(core, disp, reseed=False)
+        # nle 1.3.0 crashes on an empty options dict (it expects 'wizkit_items')
+        return self.env.reset(seed=seed, options=options or None)
+
+
 def _make_nethack(task: str, seed: int | None = None, **kwargs) -> gym.Env:
     import nle  # noqa: F401  (registers the NetHack ids)
 
     kwargs.setdefault("observation_keys", NETHACK_DEFAULT_KEYS)
-    return gym.make(NETHACK_TASKS[task], **kwargs)
+    return NetHackSeeding(gym.make(NETHACK_TASKS[task], **kwargs))
 
 
 register_suite(Suite(

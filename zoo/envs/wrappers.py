@@ -14,15 +14,18 @@ def _float32_space(space: gym.Space) -> gym.Space:
     if isinstance(space, spaces.Box) and space.dtype == np.float64:
         return spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
     if isinstance(space, spaces.Dict):
-        return spaces.Dict({k: _float32_space(v) for k, v in space.spaces.items()})
+        subs = {k: _float32_space(v) for k, v in space.spaces.items()}
+        if any(subs[k] is not v for k, v in space.spaces.items()):
+            return spaces.Dict(subs)
     return space
 
 
-class Float32Observations(gym.ObservationWrapper):
+class Float32Observations(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Cast float64 observations (MuJoCo, dm-control, MetaWorld) to float32, spaces included."""
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         self.observation_space = _float32_space(env.observation_space)
         self._dict = isinstance(self.observation_space, spaces.Dict)
 
