@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointConfigError, CheckpointError
 
 __all__ = [
     "FORMAT",
@@ -51,10 +51,6 @@ _PICKLE_PROTO = b"\x80"
 # Tags of the pack_state skeleton; every container is a one-key dict with one of these.
 _T_TENSOR, _T_NDARRAY, _T_NPSCALAR = "__tensor__", "__ndarray__", "__npscalar__"
 _T_DICT, _T_ODICT, _T_LIST, _T_TUPLE = "__dict__", "__odict__", "__list__", "__tuple__"
-
-
-class CheckpointConfigError(CheckpointError, TypeError):
-    """A config or state tree holding something that cannot be stored (names where)."""
 
 
 PathLike = str | os.PathLike[str]

@@ -34,5 +34,9 @@ class CheckpointError(ZooError, ValueError):
     """A checkpoint that is missing, corrupt, or not a zoo checkpoint."""
 
 
+class CheckpointConfigError(CheckpointError, TypeError):
+    """A config or state tree holding something that cannot be stored in a checkpoint (names where)."""
+
+
 class ConfigError(ZooError, ValueError):
     """Invalid hyperparameters or configuration values."""
