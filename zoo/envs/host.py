@@ -43,38 +43,50 @@ def observation_fields(space: gym.Space) -> dict[str | None, tuple[tuple[int, ..
     raise TypeError(f"zoo does not support observation spaces of type {type(space).__name__}: {space}")
 
 
-class _Buffers:
-    """The numpy arrays one step reads and writes, for all ``num_envs`` envs."""
+class BufferLayout:
+    """Where each array of one step lives inside one contiguous byte block.
+
+    The step's outputs (observations, reward, terminated, truncated, info
+    values) come first and back to back, so that the parent moves them to the
+    device with a single copy; the final observations of finished episodes and
+    the actions follow. Offsets are 64-byte aligned so that every array can be
+    viewed with its own dtype, in numpy and in torch.
+    """
+
+    ALIGN = 64
 
     def __init__(self, num_envs: int, obs_fields: dict, action_shape: tuple, action_dtype: np.dtype,
-                 info_keys: Sequence[str], alloc: Callable[[tuple, np.dtype], Any]):
-        self.raw = {}
-        for key, (shape, dtype) in obs_fields.items():
-            self.raw[("obs", key)] = alloc((num_envs, *shape), dtype)
-            self.raw[("final", key)] = alloc((num_envs, *shape), dtype)
-        self.raw[("reward", None)] = alloc((num_envs,), np.dtype(np.float32))
-        self.raw[("terminated", None)] = alloc((num_envs,), np.dtype(np.bool_))
-        self.raw[("truncated", None)] = alloc((num_envs,), np.dtype(np.bool_))
-        self.raw[("actions", None)] = alloc((num_envs, *action_shape), action_dtype)
-        for key in info_keys:
-            self.raw[("info", key)] = alloc((num_envs,), np.dtype(np.float32))
+                 info_keys: Sequence[str]):
+        outputs = [(("obs", k), (num_envs, *shape), dtype) for k, (shape, dtype) in obs_fields.items()]
+        outputs += [(("reward", None), (num_envs,), np.dtype(np.float32)),
+                    (("terminated", None), (num_envs,), np.dtype(np.bool_)),
+                    (("truncated", None), (num_envs,), np.dtype(np.bool_))]
+        outputs += [(("info", k), (num_envs,), np.dtype(np.float32)) for k in info_keys]
+        others = [(("final", k), (num_envs, *shape), dtype) for k, (shape, dtype) in obs_fields.items()]
+        others.append((("actions", None), (num_envs, *action_shape), np.dtype(action_dtype)))
+        self.entries: dict[tuple, tuple[int, tuple, np.dtype]] = {}
+        offset = 0
+        for i, (name, shape, dtype) in enumerate(outputs + others):
+            if i == len(outputs):
+                self.output_bytes = offset
+            self.entries[name] = (offset, shape, np.dtype(dtype))
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            offset += -(-nbytes // self.ALIGN) * self.ALIGN
+        self.total_bytes = max(offset, self.ALIGN)
 
+    def numpy_views(self, block: np.ndarray) -> dict[tuple, np.ndarray]:
+        """Views of every array into ``block`` (a uint8 array of ``total_bytes``)."""
+        views = {}
+        for name, (offset, shape, dtype) in self.entries.items():
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            views[name] = block[offset:offset + nbytes].view(dtype).reshape(shape)
+        return views
 
-def _numpy_alloc(shape: tuple, dtype: np.dtype) -> np.ndarray:
-    return np.zeros(shape, dtype=dtype)
-
-
-class _SharedArray:
-    """A numpy array spec backed by a ``multiprocessing`` RawArray (picklable to workers)."""
-
-    def __init__(self, ctx, shape: tuple, dtype: np.dtype):
-        self.shape, self.dtype = shape, np.dtype(dtype)
-        nbytes = max(1, int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize)
-        self.raw = ctx.RawArray("b", nbytes)
-
-    def view(self) -> np.ndarray:
-        count = int(np.prod(self.shape, dtype=np.int64))
-        return np.frombuffer(self.raw, dtype=self.dtype, count=count).reshape(self.shape)
+    def torch_view(self, block: torch.Tensor, name: tuple) -> torch.Tensor:
+        """One array carved out of a uint8 tensor holding (a copy of) the output region."""
+        offset, shape, dtype = self.entries[name]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return block[offset:offset + nbytes].view(torch_dtype(dtype)).view(shape)
 
 
 class EnvGroup:
@@ -129,10 +141,10 @@ class EnvGroup:
             env.close()
 
 
-def _worker(conn, env_fns, lo, shared: dict, obs_keys, info_keys, discrete) -> None:
+def _worker(conn, env_fns, lo, shared, layout: BufferLayout, obs_keys, info_keys, discrete) -> None:
     """Worker-process loop: build a group of envs, then serve reset/step/close commands."""
     try:
-        views = {name: arr.view() for name, arr in shared.items()}
+        views = layout.numpy_views(np.frombuffer(shared, dtype=np.uint8))
         group = EnvGroup(env_fns, lo, views, obs_keys, info_keys, discrete)
     except BaseException:
         conn.send(("error", traceback.format_exc()))
@@ -194,36 +206,41 @@ class HostVecEnv(VecEnv):
         elif isinstance(act_space, spaces.MultiDiscrete):
             self._action_low, self._action_high = act_space.start, act_space.start + act_space.nvec - 1
         np_action_dtype = np.int64 if self._action_dtype == torch.int64 else np.float32
+        self._layout = BufferLayout(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype,
+                                    self.info_keys)
         self._workers: list = []
         self._conns: list = []
         if vectorization == "sync":
-            self._buffers = _Buffers(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype,
-                                     self.info_keys, _numpy_alloc)
-            self._views = self._buffers.raw
+            if self.device.type == "cuda":  # pinned host memory: faster, asynchronous-capable copies
+                block = torch.zeros(self._layout.total_bytes, dtype=torch.uint8, pin_memory=True).numpy()
+            else:
+                block = np.zeros(self._layout.total_bytes, dtype=np.uint8)
+            self._block = block
+            self._views = self._layout.numpy_views(block)
             probe_used = [lambda: probe] + list(env_fns[1:])
             self._group = EnvGroup(probe_used, 0, self._views, self._obs_keys, self.info_keys, self._discrete)
         else:
             probe.close()
-            self._start_workers(env_fns, num_workers, start_method, np_action_dtype)
+            self._start_workers(env_fns, num_workers, start_method)
 
     # -- worker processes -------------------------------------------------
-    def _start_workers(self, env_fns, num_workers, start_method, np_action_dtype) -> None:
+    def _start_workers(self, env_fns, num_workers, start_method) -> None:
         if start_method is None:
             start_method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(start_method)
         num_workers = num_workers or min(self.num_envs, os.cpu_count() or 1)
         if not 1 <= num_workers <= self.num_envs:
             raise ValueError(f"num_workers must be between 1 and num_envs={self.num_envs}, got {num_workers}")
-        shared = _Buffers(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype, self.info_keys,
-                          lambda shape, dtype: _SharedArray(ctx, shape, dtype)).raw
-        self._views = {name: arr.view() for name, arr in shared.items()}
+        shared = ctx.RawArray("B", self._layout.total_bytes)
+        self._block = np.frombuffer(shared, dtype=np.uint8)
+        self._views = self._layout.numpy_views(self._block)
         bounds = np.linspace(0, self.num_envs, num_workers + 1).round().astype(int)
         try:
             for w in range(num_workers):
                 lo, hi = int(bounds[w]), int(bounds[w + 1])
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, name=f"zoo-env-worker-{w}", daemon=True,
-                                   args=(child, list(env_fns[lo:hi]), lo, shared, self._obs_keys, self.info_keys,
+                                   args=(child, list(env_fns[lo:hi]), lo, shared, self._layout, self._obs_keys, self.info_keys,
                                          self._discrete))
                 proc.start()
                 child.close()
@@ -252,16 +269,18 @@ class HostVecEnv(VecEnv):
         self._gather(cmd)
 
     # -- numpy -> torch ---------------------------------------------------
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A torch copy of ``array`` on the env's device."""
         t = torch.from_numpy(array)
         return t.clone() if self.device.type == "cpu" else t.to(self.device)
 
-    def _obs_tensor(self, kind: str, rows: np.ndarray | None = None) -> Obs:
-        out = {}
-        for key in self._obs_keys:
-            arr = self._views[(kind, key)]
-            out[key] = self._tensor(arr if rows is None else arr[rows])
-        return out if self._dict_obs else out[None]
+    def _outputs(self) -> torch.Tensor:
+        """The step's outputs (obs, reward, flags, info) in one copy to the device."""
+        return self._to_device(self._block[:self._layout.output_bytes])
+
+    def _carve_obs(self, outputs: torch.Tensor) -> Obs:
+        obs = {k: self._layout.torch_view(outputs, ("obs", k)) for k in self._obs_keys}
+        return obs if self._dict_obs else obs[None]
 
     # -- the interface ----------------------------------------------------
     def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> Obs:
@@ -283,7 +302,7 @@ class HostVecEnv(VecEnv):
             for conn, proc_seeds in zip(self._conns, self._split(seeds)):
                 conn.send(("reset", (proc_seeds, options)))
             self._gather("reset")
-        return self._obs_tensor("obs")
+        return self._carve_obs(self._outputs())
 
     def _split(self, items: list) -> list[list]:
         out, lo = [], 0
@@ -307,25 +326,25 @@ class HostVecEnv(VecEnv):
             self._group.step()
         else:
             self._broadcast("step")
-        obs = self._obs_tensor("obs")
-        terminated_np, truncated_np = self._views[("terminated", None)], self._views[("truncated", None)]
-        done_rows = np.flatnonzero(terminated_np | truncated_np)
-        if done_rows.size:
-            final = {k: v.clone() for k, v in obs.items()} if self._dict_obs else obs.clone()
+        outputs = self._outputs()
+        obs = self._carve_obs(outputs)
+        terminated = self._layout.torch_view(outputs, ("terminated", None))
+        truncated = self._layout.torch_view(outputs, ("truncated", None))
+        done_rows = np.flatnonzero(self._views[("terminated", None)] | self._views[("truncated", None)])
+        final = obs
+        if done_rows.size:  # a second, small copy: the final observations of the finished episodes
             rows = torch.as_tensor(done_rows, device=self.device)
-            finished = self._obs_tensor("final", done_rows)
             if self._dict_obs:
+                final = {k: v.clone() for k, v in obs.items()}
                 for key in final:
-                    final[key][rows] = finished[key]
+                    final[key][rows] = self._to_device(self._views[("final", key)][done_rows])
             else:
-                final[rows] = finished
-        else:
-            final = obs
+                final = obs.clone()
+                final[rows] = self._to_device(self._views[("final", None)][done_rows])
         info: dict[str, Any] = {"final_obs": final}
         for key in self.info_keys:
-            info[key] = self._tensor(self._views[("info", key)])
-        return (obs, self._tensor(self._views[("reward", None)]), self._tensor(terminated_np),
-                self._tensor(truncated_np), info)
+            info[key] = self._layout.torch_view(outputs, ("info", key))
+        return obs, self._layout.torch_view(outputs, ("reward", None)), terminated, truncated, info
 
     def _check_open(self) -> None:
         if self.closed:
