@@ -240,8 +240,8 @@ class HostVecEnv(VecEnv):
                 lo, hi = int(bounds[w]), int(bounds[w + 1])
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, name=f"zoo-env-worker-{w}", daemon=True,
-                                   args=(child, list(env_fns[lo:hi]), lo, shared, self._layout, self._obs_keys, self.info_keys,
-                                         self._discrete))
+                                   args=(child, list(env_fns[lo:hi]), lo, shared, self._layout, self._obs_keys,
+                                         self.info_keys, self._discrete))
                 proc.start()
                 child.close()
                 self._workers.append(proc)

@@ -162,7 +162,6 @@ def make_env(env_id: str, num_envs: int = 1, device: str = "cpu", seed: int | No
     simulators when more than one env and core are there). Other keyword
     arguments go to the suite's env constructor.
     """
-    from zoo.envs.host import VECTORIZATIONS, HostVecEnv
     from zoo.utils.device import resolve_device
 
     suite, task = resolve(env_id)
@@ -174,7 +173,17 @@ def make_env(env_id: str, num_envs: int = 1, device: str = "cpu", seed: int | No
             raise ValueError(f"{env_id} steps as torch ops on its device; vectorization={vectorization!r} does not apply")
         env = suite.make_vec(task, num_envs=num_envs, device=dev, seed=seed, **kwargs)
         env.env_id = env_id
-        return env
+    else:
+        env = _make_host_vec(suite, task, env_id, num_envs, dev, seed, vectorization, num_workers, kwargs)
+    if seed is not None:
+        env.action_space.seed(seed)  # sample_actions() replays too
+    return env
+
+
+def _make_host_vec(suite: Suite, task: str, env_id: str, num_envs: int, dev, seed: int | None,
+                   vectorization: str | None, num_workers: int | None, kwargs: dict):
+    from zoo.envs.host import VECTORIZATIONS, HostVecEnv
+
     if vectorization is None:
         vectorization = suite.default_vectorization
         if num_envs == 1 or (os.cpu_count() or 1) == 1:
