@@ -393,8 +393,14 @@ def machine_info(args) -> dict:
             return "-"
 
     try:
+        here = os.path.dirname(os.path.abspath(__file__))
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5).stdout.strip() or "-"
+                                cwd=here, timeout=5).stdout.strip() or "-"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "zoo"],
+                               capture_output=True, text=True, cwd=here, timeout=5).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+        if dirty:
+            commit += " + uncommitted changes to " + ", ".join(dirty)
     except Exception:
         commit = "-"
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

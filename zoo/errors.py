@@ -38,5 +38,13 @@ class CheckpointConfigError(CheckpointError, TypeError):
     """A config or state tree holding something that cannot be stored in a checkpoint (names where)."""
 
 
+class TrajectoryError(ZooError, ValueError):
+    """Bad input to a trajectory store (shapes, dtypes, lengths, sampling requests)."""
+
+
+class PreferenceDatasetError(ZooError, ValueError):
+    """A preference dataset (arrays or file) that is inconsistent, corrupt or not a zoo dataset."""
+
+
 class ConfigError(ZooError, ValueError):
     """Invalid hyperparameters or configuration values."""

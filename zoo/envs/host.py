@@ -82,11 +82,14 @@ class BufferLayout:
             views[name] = block[offset:offset + nbytes].view(dtype).reshape(shape)
         return views
 
-    def torch_view(self, block: torch.Tensor, name: tuple) -> torch.Tensor:
-        """One array carved out of a uint8 tensor holding (a copy of) the output region."""
-        offset, shape, dtype = self.entries[name]
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        return block[offset:offset + nbytes].view(torch_dtype(dtype)).view(shape)
+    def torch_carvers(self) -> dict[tuple, tuple[int, int, torch.dtype, tuple]]:
+        """For each output array: (start, stop, torch dtype, shape) to carve it out of the output block."""
+        out = {}
+        for name, (offset, shape, dtype) in self.entries.items():
+            if offset < self.output_bytes:
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                out[name] = (offset, offset + nbytes, torch_dtype(dtype), shape)
+        return out
 
 
 class EnvGroup:
@@ -122,19 +125,31 @@ class EnvGroup:
                 buf[self.lo + j] = 0.0
 
     def step(self) -> None:
+        lo, hi = self.lo, self.lo + len(self.envs)
+        actions = self.actions[lo:hi]
+        actions = actions.tolist() if self.discrete else list(actions.copy())
+        rewards, terminations, truncations = [], [], []
+        infos = {key: [] for key in self.info}
+        single = self.obs.get(None)
         for j, env in enumerate(self.envs):
-            i = self.lo + j
-            action = int(self.actions[i]) if self.discrete else self.actions[i].copy()
-            ob, reward, terminated, truncated, info = env.step(action)
-            self.reward[i] = reward
-            self.terminated[i] = terminated
-            self.truncated[i] = truncated
-            for key, buf in self.info.items():
-                buf[i] = info.get(key, 0.0)
+            ob, reward, terminated, truncated, info = env.step(actions[j])
+            rewards.append(reward)
+            terminations.append(terminated)
+            truncations.append(truncated)
+            for key, values in infos.items():
+                values.append(info.get(key, 0.0))
             if terminated or truncated:
-                self._write(self.final, i, ob)
+                self._write(self.final, lo + j, ob)
                 ob, _ = env.reset()
-            self._write(self.obs, i, ob)
+            if single is not None:
+                single[lo + j] = ob
+            else:
+                self._write(self.obs, lo + j, ob)
+        self.reward[lo:hi] = rewards
+        self.terminated[lo:hi] = terminations
+        self.truncated[lo:hi] = truncations
+        for key, values in infos.items():
+            self.info[key][lo:hi] = values
 
     def close(self) -> None:
         for env in self.envs:
@@ -208,6 +223,7 @@ class HostVecEnv(VecEnv):
         np_action_dtype = np.int64 if self._action_dtype == torch.int64 else np.float32
         self._layout = BufferLayout(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype,
                                     self.info_keys)
+        self._carvers = self._layout.torch_carvers()
         self._workers: list = []
         self._conns: list = []
         if vectorization == "sync":
@@ -274,13 +290,23 @@ class HostVecEnv(VecEnv):
         t = torch.from_numpy(array)
         return t.clone() if self.device.type == "cpu" else t.to(self.device)
 
-    def _outputs(self) -> torch.Tensor:
-        """The step's outputs (obs, reward, flags, info) in one copy to the device."""
-        return self._to_device(self._block[:self._layout.output_bytes])
+    def _outputs(self) -> dict[tuple, torch.Tensor]:
+        """The step's outputs (obs, reward, flags, info) as tensors on the device.
 
-    def _carve_obs(self, outputs: torch.Tensor) -> Obs:
-        obs = {k: self._layout.torch_view(outputs, ("obs", k)) for k in self._obs_keys}
-        return obs if self._dict_obs else obs[None]
+        On an accelerator the whole output region moves in one copy and is
+        carved into tensors there; on the CPU each array is copied on its own,
+        which is cheaper than carving views out of one block.
+        """
+        if self.device.type == "cpu":
+            return {name: torch.from_numpy(self._views[name].copy()) for name in self._carvers}
+        block = torch.from_numpy(self._block[:self._layout.output_bytes]).to(self.device)
+        return {name: block[start:stop].view(dtype).view(shape)
+                for name, (start, stop, dtype, shape) in self._carvers.items()}
+
+    def _carve_obs(self, outputs: dict) -> Obs:
+        if self._dict_obs:
+            return {k: outputs[("obs", k)] for k in self._obs_keys}
+        return outputs[("obs", None)]
 
     # -- the interface ----------------------------------------------------
     def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> Obs:
@@ -315,7 +341,8 @@ class HostVecEnv(VecEnv):
         self._check_open()
         actions = self.check_actions(actions)
         host_actions = actions.numpy() if self.device.type == "cpu" else actions.cpu().numpy()
-        if self._action_low is not None:
+        if self._action_low is not None and (host_actions.min() < np.min(self._action_low)
+                                             or host_actions.max() > np.max(self._action_high)):
             bad = (host_actions < self._action_low) | (host_actions > self._action_high)
             if bad.any():
                 raise ActionError(
@@ -328,8 +355,7 @@ class HostVecEnv(VecEnv):
             self._broadcast("step")
         outputs = self._outputs()
         obs = self._carve_obs(outputs)
-        terminated = self._layout.torch_view(outputs, ("terminated", None))
-        truncated = self._layout.torch_view(outputs, ("truncated", None))
+        terminated, truncated = outputs[("terminated", None)], outputs[("truncated", None)]
         done_rows = np.flatnonzero(self._views[("terminated", None)] | self._views[("truncated", None)])
         final = obs
         if done_rows.size:  # a second, small copy: the final observations of the finished episodes
@@ -343,8 +369,8 @@ class HostVecEnv(VecEnv):
                 final[rows] = self._to_device(self._views[("final", None)][done_rows])
         info: dict[str, Any] = {"final_obs": final}
         for key in self.info_keys:
-            info[key] = self._layout.torch_view(outputs, ("info", key))
-        return obs, self._layout.torch_view(outputs, ("reward", None)), terminated, truncated, info
+            info[key] = outputs[("info", key)]
+        return obs, outputs[("reward", None)], terminated, truncated, info
 
     def _check_open(self) -> None:
         if self.closed:

@@ -10,6 +10,7 @@ import torch
 from gymnasium import spaces
 
 from zoo.envs.vec import VecEnv
+from zoo.errors import ActionError
 
 
 class TorchVecEnv(VecEnv):
@@ -91,7 +92,7 @@ class CartPoleTorch(TorchVecEnv):
     def physics(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One Euler step of the cart-pole equations (gymnasium's ``kinematics_integrator='euler'``)."""
         x, x_dot, theta, theta_dot = state.unbind(1)
-        force = torch.where(action == 1, self.force_mag, -self.force_mag).to(state.dtype)
+        force = (action.to(state.dtype) * 2.0 - 1.0) * self.force_mag  # action 1 pushes right, 0 left
         costheta, sintheta = torch.cos(theta), torch.sin(theta)
         temp = (force + self.polemass_length * theta_dot.square() * sintheta) / self.total_mass
         thetaacc = (self.gravity * sintheta - costheta * temp) / (
@@ -102,6 +103,9 @@ class CartPoleTorch(TorchVecEnv):
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         actions = self.check_actions(actions)
+        if self.device.type == "cpu" and (actions.min() < 0 or actions.max() > 1):  # free on the host only
+            raise ActionError(f"{self.env_id}: actions must be 0 or 1, got values in "
+                              f"[{int(actions.min())}, {int(actions.max())}]")
         state = self.physics(self.state, actions)
         x, theta = state[:, 0], state[:, 2]
         terminated = (x < -self.x_threshold) | (x > self.x_threshold) | \
@@ -110,8 +114,14 @@ class CartPoleTorch(TorchVecEnv):
         truncated = self.elapsed >= self.max_episode_steps  # as TimeLimit: may coincide with terminated
         done = terminated | truncated
         final_obs = state.float()
-        fresh = self._initial_states(self.num_envs)
-        self.state = torch.where(done.unsqueeze(1), fresh, state)
-        self.elapsed = torch.where(done, 0, self.elapsed)
+        if self.device.type == "cpu":  # draw new initial states only for the finished episodes
+            rows = done.nonzero().squeeze(1)
+            if rows.numel():
+                state[rows] = self._initial_states(rows.numel())
+                self.elapsed[rows] = 0
+            self.state = state
+        else:  # no host sync on an accelerator: draw for every env, keep where done
+            self.state = torch.where(done.unsqueeze(1), self._initial_states(self.num_envs), state)
+            self.elapsed = torch.where(done, 0, self.elapsed)
         # Reward 1 on every step, the terminating one included (CartPole-v1, sutton_barto_reward=False).
         return self.state.float(), self._ones.clone(), terminated, truncated, {"final_obs": final_obs}

@@ -89,6 +89,7 @@ class VecEnv(abc.ABC):
         self.observation_space = gym.vector.utils.batch_space(single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(single_action_space, self.num_envs)
         self._action_shape, self._action_dtype = action_spec(single_action_space)
+        self._batch_action_shape = torch.Size((self.num_envs, *self._action_shape))
         self.closed = False
 
     # -- the interface -------------------------------------------------
@@ -117,6 +118,9 @@ class VecEnv(abc.ABC):
         actions of any integer dtype and continuous actions of any float dtype
         are accepted; a numpy array is accepted when the env lives on the CPU.
         """
+        if (isinstance(actions, torch.Tensor) and actions.dtype == self._action_dtype
+                and actions.device == self.device and actions.shape == self._batch_action_shape):
+            return actions
         expected_shape = (self.num_envs, *self._action_shape)
         kind = "integer" if self._action_dtype == torch.int64 else "floating-point"
         if isinstance(actions, np.ndarray):
