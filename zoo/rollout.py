@@ -21,11 +21,16 @@ from zoo.envs.vec import Obs, VecEnv, torch_dtype
 
 
 class PolicyStep(NamedTuple):
-    """What a policy returns for a batch: actions, and optionally their log-probs and state values."""
+    """What a policy returns for a batch: actions, and optionally their log-probs and state values.
+
+    ``env_action`` is what the env receives when it differs from the stored
+    ``action`` (e.g. a Gaussian sample clipped to the action bounds).
+    """
 
     action: torch.Tensor
     log_prob: Optional[torch.Tensor] = None
     value: Optional[torch.Tensor] = None
+    env_action: Optional[torch.Tensor] = None
 
 
 Policy = Callable[[Obs], Union[PolicyStep, torch.Tensor]]
@@ -190,7 +195,8 @@ class RolloutCollector:
             self.actions[t] = step.action
             self.log_probs[t] = 0.0 if step.log_prob is None else step.log_prob
             self.values[t] = 0.0 if step.value is None else step.value.reshape(-1)
-            obs, reward, terminated, truncated, info = self.env.step(step.action)
+            obs, reward, terminated, truncated, info = self.env.step(
+                step.action if step.env_action is None else step.env_action)
             self.rewards[t] = reward
             self.terminated[t] = terminated
             self.truncated[t] = truncated
@@ -221,7 +227,8 @@ def evaluate_policy(env: VecEnv, policy: Policy, n_episodes: int, seed: int | No
     obs = env.reset(seed=seed)
     steps = 0
     while stats.episodes < n_episodes:
-        obs, reward, terminated, truncated, info = env.step(_as_step(policy(obs)).action)
+        step = _as_step(policy(obs))
+        obs, reward, terminated, truncated, info = env.step(step.action if step.env_action is None else step.env_action)
         stats.update(reward, terminated, truncated, info.get("success"))
         steps += 1
         if steps >= max_steps:

@@ -112,6 +112,25 @@ def _sample_flat(obs, next_obs, actions, rewards, terminated, truncated, draws, 
             out_next[j, k] = next_obs[b, k]
 
 
+def _interleaved(slots: int, envs: int, fields: list[tuple[tuple, Any]]) -> list[np.ndarray]:
+    """Zeroed ``(slots, envs, *shape)`` arrays of the given dtypes, stored record by record in one block."""
+    offsets, offset = [], 0
+    for shape, dtype in fields:
+        dtype = np.dtype(dtype)
+        offset = -(-offset // dtype.itemsize) * dtype.itemsize
+        offsets.append(offset)
+        offset += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    row = -(-offset // 8) * 8
+    block = np.zeros(slots * envs * row, dtype=np.uint8)
+    views = []
+    for (shape, dtype), off in zip(fields, offsets):
+        dtype = np.dtype(dtype)
+        inner = [int(np.prod(shape[i + 1:], dtype=np.int64)) * dtype.itemsize for i in range(len(shape))]
+        views.append(np.ndarray((slots, envs, *shape), dtype=dtype, buffer=block, offset=off,
+                                strides=(envs * row, row, *inner)))
+    return views
+
+
 def _as_numpy(x: ArrayLike) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
@@ -168,6 +187,15 @@ class ReplayBuffer:
         self.rewards = np.zeros((S, N), dtype=np.float32)
         self.terminated = np.zeros((S, N), dtype=np.bool_)
         self.truncated = np.zeros((S, N), dtype=np.bool_)
+        if not self._dict_obs and not optimize_memory:
+            # One record per transition (obs, next obs, action, reward, flags side by side): a sampled
+            # transition then costs a few neighbouring cache lines instead of one miss per field.
+            (shp, dt), = self._obs_fields.values()
+            views = _interleaved(S, N, [((shp, dt)), ((shp, dt)), (self._action_shape, self._action_dtype),
+                                        ((), np.float32), ((), np.bool_), ((), np.bool_)])
+            self.observations = {None: views[0]}
+            self.next_observations = {None: views[1]}
+            self.actions, self.rewards, self.terminated, self.truncated = views[2:]
         self.pos = 0
         self.full = False
         self._staging: dict[int, dict[str, Any]] = {}

@@ -1,0 +1,215 @@
+"""The agent contract shared by every algorithm: construction, learn/act/evaluate, save/load.
+
+Subclasses set ``config_class`` and implement ``_build`` (networks and
+optimizers), ``_learn`` (the training loop) and ``_act``. Saving and loading,
+seeding, evaluation, logging and the progress bar live here once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from zoo import __version__
+from zoo.agents.config import AgentConfig
+from zoo.checkpoint import load_checkpoint, pack_state, read_checkpoint_config, save_checkpoint, unpack_state
+from zoo.envs import make_env
+from zoo.envs.vec import VecEnv
+from zoo.errors import CheckpointError, ConfigError
+from zoo.logger import RunLogger
+from zoo.progress import TrainingProgress
+from zoo.rollout import Obs, evaluate_policy
+from zoo.utils.device import resolve_device
+from zoo.utils.seeding import seed_everything
+
+#: ``callback(agent, metrics) -> bool | None``; returning False stops training.
+Callback = Callable[["Agent", dict], Optional[bool]]
+
+CHECKPOINT_KIND_PREFIX = "agent/"
+
+
+class Agent:
+    """``Name(env, *, seed=0, device="auto", **hyperparameters)``: the shared agent contract.
+
+    ``env`` is an env id (built with ``config.num_envs`` envs on ``device``) or
+    a :class:`~zoo.envs.VecEnv`. Hyperparameters are validated against
+    ``config_class``; the defaults are the paper's (or the reference code's),
+    with presets per task family where the reference code has them.
+    """
+
+    config_class: type[AgentConfig] = AgentConfig
+
+    def __init__(self, env: str | VecEnv, *, seed: int = 0, device: str | torch.device = "auto", **hyperparameters):
+        self.device = resolve_device(device)
+        self.env_id: str | None = env if isinstance(env, str) else getattr(env, "env_id", None)
+        self.config = self.config_class.create(self.env_id, **hyperparameters)
+        self.seed = int(seed)
+        seed_everything(self.seed)
+        if isinstance(env, str):
+            env = make_env(env, num_envs=getattr(self.config, "num_envs", 1), device=self.device, seed=self.seed)
+        elif not isinstance(env, VecEnv):
+            raise TypeError(f"env must be an env id or a zoo VecEnv, got {type(env).__name__}")
+        elif env.device != self.device:
+            raise ConfigError(f"the env lives on {env.device} but the agent on {self.device}; build the env with "
+                              f"device={str(self.device)!r} or pass device={str(env.device)!r}")
+        self.env = env
+        self.num_timesteps = 0
+        self.logger: RunLogger | None = None
+        self._build()
+
+    # -- to implement -------------------------------------------------------
+    def _build(self) -> None:
+        """Create networks and optimizers (on ``self.device``)."""
+        raise NotImplementedError
+
+    def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
+        """Train for ``total_steps`` env steps; call ``report(metrics)`` now and then (False = stop)."""
+        raise NotImplementedError
+
+    def _act(self, obs: Obs, deterministic: bool) -> torch.Tensor:
+        """Actions for a batch of observations on ``self.device``."""
+        raise NotImplementedError
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        """Modules whose ``state_dict`` is checkpointed."""
+        return {}
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimizers whose state is checkpointed."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able counters and schedules that a checkpoint restores (e.g. DQN's epsilon)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    # -- the contract ---------------------------------------------------------
+    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = True,
+              log_dir: str | os.PathLike | None = None, log_interval_s: float = 2.0) -> "Agent":
+        """Train for ``total_steps`` more env steps (counted over all envs).
+
+        ``callback(agent, metrics)`` is called at each report; returning False
+        stops early. With ``log_dir``, metrics go to CSV and TensorBoard there
+        (with the config snapshot).
+        """
+        if not isinstance(total_steps, int) or total_steps < 1:
+            raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
+        if log_dir is not None:
+            self.logger = RunLogger(log_dir, config=self.describe())
+        start_steps, start_time = self.num_timesteps, time.perf_counter()
+        last_log = [-float("inf")]
+        with TrainingProgress(total_steps, description=type(self).__name__, enabled=progress) as bar:
+            def report(metrics: dict, force: bool = False) -> bool:
+                done_steps = self.num_timesteps - start_steps
+                metrics = dict(metrics)
+                metrics["sps"] = done_steps / max(time.perf_counter() - start_time, 1e-9)
+                metrics["time_s"] = time.perf_counter() - start_time
+                bar.update(done_steps, metrics.get("return_mean"))
+                now = time.perf_counter()
+                if self.logger is not None and (force or now - last_log[0] >= log_interval_s):
+                    self.logger.log(self.num_timesteps, metrics)
+                    last_log[0] = now
+                if callback is not None and callback(self, metrics) is False:
+                    return False
+                return True
+
+            self._learn(total_steps, report)
+        if self.logger is not None:
+            self.logger.flush()
+        return self
+
+    @torch.no_grad()
+    def act(self, obs: Obs, deterministic: bool = False) -> torch.Tensor:
+        """Actions for a batch of observations (tensors, or a dict of tensors), on the env's device."""
+        if isinstance(obs, dict):
+            obs = {k: torch.as_tensor(v, device=self.device) for k, v in obs.items()}
+        else:
+            obs = torch.as_tensor(obs, device=self.device)
+        return self._act(obs, deterministic)
+
+    def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: VecEnv | None = None,
+                 seed: int | None = None) -> dict[str, float]:
+        """Mean/std return, mean length (and success rate) over ``n_episodes`` fresh episodes.
+
+        Runs on ``env`` if given, else on a new env of the same id (seeded
+        apart from training), so that training envs keep their state.
+        """
+        own_env = env is None
+        if own_env:
+            if self.env_id is None:
+                raise ConfigError("evaluate() needs env= when the agent was built from a VecEnv without an id")
+            env = make_env(self.env_id, num_envs=min(n_episodes, 8), device=self.device, **self._eval_env_kwargs())
+        try:
+            seed = self.seed + 1_000_003 if seed is None else seed
+            return evaluate_policy(env, lambda obs: self._act(obs, deterministic), n_episodes, seed=seed)
+        finally:
+            if own_env:
+                env.close()
+
+    def _eval_env_kwargs(self) -> dict[str, Any]:
+        return {"vectorization": "sync"} if getattr(self.env, "host_simulated", True) else {}
+
+    def describe(self) -> dict[str, Any]:
+        """What a run folder's ``config.json`` records."""
+        return {"agent": type(self).__name__, "env_id": self.env_id, "seed": self.seed,
+                "device": str(self.device), "zoo_version": __version__, "hyperparameters": self.config.to_dict()}
+
+    # -- checkpoints ----------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a safetensors checkpoint (networks, optimizers, step count, config); atomic."""
+        tensors: dict[str, torch.Tensor] = {}
+        for name, module in self.state_modules().items():
+            for key, value in module.state_dict().items():
+                tensors[f"modules/{name}/{key}"] = value
+        skeletons = {}
+        for name, optimizer in self.state_optimizers().items():
+            packed, skeletons[name] = pack_state(optimizer.state_dict(), f"optimizers/{name}")
+            tensors.update(packed)
+        config = dict(self.describe(), num_timesteps=self.num_timesteps, optimizers=skeletons,
+                      extra_state=self.extra_state())
+        return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: str | VecEnv | None = None,
+             device: str | torch.device = "auto") -> "Agent":
+        """Rebuild an agent from :meth:`save`'s checkpoint (on ``env`` if given, else its env id)."""
+        kind = CHECKPOINT_KIND_PREFIX + cls.__name__ if cls is not Agent else None
+        tensors, config = load_checkpoint(path, kind=kind)
+        if cls is Agent:
+            from zoo.agents import get_agent
+
+            cls = get_agent(config["agent"])
+        agent = cls(env if env is not None else config["env_id"], seed=config["seed"], device=device,
+                    **config["hyperparameters"])
+        for name, module in agent.state_modules().items():
+            prefix = f"modules/{name}/"
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{path}: the saved '{name}' network does not fit this agent: {exc}") from exc
+        for name, optimizer in agent.state_optimizers().items():
+            prefix = f"optimizers/{name}"
+            opt_tensors = {k: v.to(agent.device) for k, v in tensors.items() if k.startswith(prefix + "/")}
+            optimizer.load_state_dict(unpack_state(opt_tensors, config["optimizers"][name]))
+        agent.num_timesteps = int(config.get("num_timesteps", 0))
+        agent.load_extra_state(config.get("extra_state", {}))
+        return agent
+
+
+def load_agent(path: str | os.PathLike, env: str | VecEnv | None = None, device: str | torch.device = "auto") -> Agent:
+    """Load any registered agent's checkpoint (the class is read from the file)."""
+    return Agent.load(path, env=env, device=device)
+
+
+def checkpoint_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON config of an agent checkpoint, without loading tensors."""
+    return read_checkpoint_config(path)

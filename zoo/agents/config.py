@@ -1,0 +1,188 @@
+"""Typed hyperparameter dataclasses: validation, string overrides, presets per task family."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import json
+import typing
+from typing import Any, Mapping
+
+from zoo.errors import ConfigError
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Base of every agent's hyperparameters. Subclasses add typed fields with the paper's defaults."""
+
+    #: env-id patterns (fnmatch) -> hyperparameter overrides tuned for that task family.
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            coerced = _coerce(f.name, value, hints[f.name])
+            object.__setattr__(self, f.name, coerced)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values out of range (subclasses extend)."""
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def check_keys(cls, keys) -> None:
+        names = cls.field_names()
+        for key in keys:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                raise ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}.{hint} "
+                                  f"Known: {', '.join(names)}")
+
+    @classmethod
+    def preset_for(cls, env_id: str | None) -> dict[str, Any]:
+        """The overrides of the first preset whose pattern matches ``env_id`` (empty if none)."""
+        if env_id:
+            for pattern, overrides in cls.PRESETS.items():
+                if fnmatch.fnmatchcase(env_id, pattern):
+                    return dict(overrides)
+        return {}
+
+    @classmethod
+    def create(cls, env_id: str | None = None, **overrides) -> "AgentConfig":
+        """Defaults, then the task family's preset, then ``overrides`` (validated)."""
+        cls.check_keys(overrides)
+        values = cls.preset_for(env_id)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def parse_overrides(cls, items: list[str]) -> dict[str, Any]:
+        """``["lr=1e-3", "hidden=64,64"]`` -> typed values, with clear errors for unknown keys or bad values."""
+        hints = typing.get_type_hints(cls)
+        out = {}
+        for item in items:
+            if "=" not in item:
+                raise ConfigError(f"overrides look like key=value, got {item!r}")
+            key, text = item.split("=", 1)
+            key = key.strip().replace("-", "_")
+            cls.check_keys([key])
+            out[key] = _parse(key, text.strip(), hints[key])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AgentConfig":
+        cls.check_keys(data)
+        return cls(**data)
+
+    def replace(self, **changes) -> "AgentConfig":
+        self.check_keys(changes)
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(name: str, value: Any, tp) -> Any:
+    """Check ``value`` against the annotation ``tp``; widen int -> float and list -> tuple."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, value, arg)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"hyperparameter {name!r} must be {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"hyperparameter {name!r} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"hyperparameter {name!r} must be a sequence of {_type_name(args[0])}, got {value!r}")
+        return tuple(_coerce(name, v, args[0]) for v in value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"hyperparameter {name!r} must be a number, got {value!r} ({type(value).__name__})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"hyperparameter {name!r} must be an integer, got {value!r} ({type(value).__name__})")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"hyperparameter {name!r} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"hyperparameter {name!r} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _parse(name: str, text: str, tp) -> Any:
+    """Parse a command-line value for a field annotated ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union and type(None) in args and text.lower() in ("none", "null"):
+        return None
+    if origin is typing.Union:
+        tp = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    try:
+        if origin is tuple:
+            body = text.strip("[]() ")
+            return tuple(_parse(name, part.strip(), args[0]) for part in body.split(",") if part.strip())
+        if tp is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if tp is float:
+            return float(text)
+        if tp is str or origin is typing.Literal:
+            return text
+        return json.loads(text)
+    except (ValueError, json.JSONDecodeError):
+        raise ConfigError(f"hyperparameter {name!r} expects {_type_name(tp)}, got {text!r}") from None
+
+
+def positive(config: AgentConfig, *names: str) -> None:
+    """Raise ConfigError unless every named field is > 0."""
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"hyperparameter {name!r} must be positive, got {getattr(config, name)!r}")
+
+
+def in_unit_interval(config: AgentConfig, *names: str) -> None:
+    """Raise ConfigError unless every named field lies in [0, 1]."""
+    for name in names:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ConfigError(f"hyperparameter {name!r} must lie in [0, 1], got {getattr(config, name)!r}")

@@ -1,0 +1,123 @@
+"""The shared loop of replay-based agents (SAC, DQN and the paper agents built on them).
+
+Subclasses implement ``explore(obs, progress)`` (actions while collecting),
+``train_step(batch, progress)`` (one gradient step on a replay sample) and
+``_act``; the loop collects with the ``VecEnv``, stores true next
+observations (``info["final_obs"]``) so that truncated episodes bootstrap,
+and trains ``gradient_steps`` times every ``train_freq`` env steps after
+``learning_starts``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+
+from zoo.agents.base import Agent
+from zoo.agents.config import AgentConfig, in_unit_interval, positive
+from zoo.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer, ReplaySample
+from zoo.rollout import EpisodeStats, Obs
+
+
+@dataclasses.dataclass
+class OffPolicyConfig(AgentConfig):
+    """Replay and schedule settings shared by off-policy agents."""
+
+    num_envs: int = 1
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 5_000
+    train_freq: int = 1
+    gradient_steps: int = 1
+    gamma: float = 0.99
+    n_step: int = 1
+    prioritized_replay: bool = False
+    per_alpha: float = 0.6
+    per_beta: float = 0.4
+
+    def validate(self) -> None:
+        positive(self, "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step")
+        in_unit_interval(self, "gamma", "per_beta")
+        if self.learning_starts < 0:
+            raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
+
+
+def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """``target <- tau * source + (1 - tau) * target`` for parameters and buffers (tau = 1: hard copy)."""
+    with torch.no_grad():
+        for s, t in zip(source.parameters(), target.parameters()):
+            t.lerp_(s, tau)
+        for s, t in zip(source.buffers(), target.buffers()):
+            t.copy_(s)
+
+
+class OffPolicyAgent(Agent):
+    """Base of replay-based agents: collection, replay buffer, training schedule."""
+
+    config: OffPolicyConfig
+
+    def _build_replay(self) -> ReplayBuffer:
+        c = self.config
+        kwargs = dict(num_envs=self.env.num_envs, device=self.device, n_step=c.n_step, gamma=c.gamma, seed=self.seed)
+        if c.prioritized_replay:
+            return PrioritizedReplayBuffer(c.buffer_size, self.env.single_observation_space,
+                                           self.env.single_action_space, alpha=c.per_alpha, beta=c.per_beta,
+                                           **kwargs)
+        return ReplayBuffer(c.buffer_size, self.env.single_observation_space, self.env.single_action_space, **kwargs)
+
+    # -- to implement ---------------------------------------------------------
+    def explore(self, obs: Obs, progress: float) -> torch.Tensor:
+        """Actions to take while collecting (after ``learning_starts``)."""
+        raise NotImplementedError
+
+    def train_step(self, batch: ReplaySample, progress: float) -> dict[str, torch.Tensor]:
+        """One gradient step; returns scalar tensors to log."""
+        raise NotImplementedError
+
+    def on_env_step(self) -> None:
+        """Called after every batched env step (e.g. target-network syncs counted in env steps)."""
+
+    def on_priorities(self, batch: ReplaySample, td_errors: torch.Tensor) -> None:
+        """Feed TD errors back to a prioritized buffer."""
+        if isinstance(self.replay, PrioritizedReplayBuffer):
+            self.replay.update_priorities(batch.indices, td_errors.detach().abs().cpu())
+
+    # -- the loop -------------------------------------------------------------
+    def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
+        c, env = self.config, self.env
+        if not hasattr(self, "_obs"):
+            self._obs = env.reset()
+            self._stats = EpisodeStats(env.num_envs, env.device)
+        start = self.num_timesteps
+        end = start + total_steps
+        metrics: dict[str, torch.Tensor] = {}
+        next_report = start
+        while self.num_timesteps < end:
+            progress = (self.num_timesteps - start) / total_steps
+            with torch.no_grad():
+                if self.num_timesteps < c.learning_starts:
+                    actions = env.sample_actions()
+                else:
+                    actions = self.explore(self._obs, progress)
+            next_obs, reward, terminated, truncated, info = env.step(actions)
+            self.replay.add(self._obs, actions, reward, info["final_obs"], terminated, truncated)
+            self._stats.update(reward, terminated, truncated, info.get("success"))
+            self._obs = next_obs
+            before = self.num_timesteps
+            self.num_timesteps += env.num_envs
+            if self.num_timesteps > c.learning_starts and \
+                    self.num_timesteps // c.train_freq > before // c.train_freq and len(self.replay) >= c.batch_size:
+                if isinstance(self.replay, PrioritizedReplayBuffer):  # anneal beta to 1 (Schaul et al., 2016)
+                    self.replay.beta = c.per_beta + (1.0 - c.per_beta) * progress
+                for _ in range(c.gradient_steps):
+                    metrics = self.train_step(self.replay.sample(c.batch_size), progress)
+            self.on_env_step()
+            if self.num_timesteps >= next_report or self.num_timesteps >= end:
+                next_report = self.num_timesteps + max(1000, total_steps // 100)
+                out = {k: float(v) for k, v in metrics.items()}
+                out.update(self._stats.summary())
+                if not report(out):
+                    break

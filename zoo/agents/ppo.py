@@ -1,0 +1,280 @@
+"""PPO (Schulman et al., 2017): clipped surrogate objective, GAE, on the zoo interface.
+
+The update is split into overridable pieces so that an agent changing one of
+them overrides that method alone: ``build_policy`` (the network),
+``process_rewards`` (e.g. intrinsic rewards), ``compute_advantages``,
+``policy_loss`` (e.g. a learned objective), ``value_loss``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from zoo.agents import register_agent
+from zoo.agents.base import Agent
+from zoo.agents.config import AgentConfig, in_unit_interval, positive
+from zoo.agents.normalize import ObservationNormalizer, RewardScaler
+from zoo.buffers.kernels import gae
+from zoo.errors import ConfigError
+from zoo.nets import make_encoder, mlp
+from zoo.rollout import Obs, PolicyStep, Rollout, RolloutCollector, obs_index
+
+
+# ----------------------------------------------------------------------------- losses
+def ppo_clip_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Negated clipped surrogate objective, Schulman et al. (2017) eq. 7:
+    ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = exp(log_ratio)``."""
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None,
+               clip_coef: float | None = None) -> torch.Tensor:
+    """``0.5 * mean((V - R)^2)``; with ``clip_coef``, the pessimistic clipped form of the PPO reference code
+    (``max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)``)."""
+    unclipped = (values - returns).square()
+    if clip_coef is None or old_values is None:
+        return 0.5 * unclipped.mean()
+    clipped = (old_values + (values - old_values).clamp(-clip_coef, clip_coef) - returns).square()
+    return 0.5 * torch.max(unclipped, clipped).mean()
+
+
+def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-minibatch advantage normalisation (zero mean, unit std)."""
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+# ----------------------------------------------------------------------------- config
+@dataclasses.dataclass
+class PPOConfig(AgentConfig):
+    """Defaults: CleanRL ``ppo.py`` / ``ppo_continuous_action.py``; presets: rl-baselines3-zoo."""
+
+    num_envs: int = 4
+    num_steps: int = 128
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    anneal_clip: bool = False
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    adam_eps: float = 1e-5
+
+    PRESETS = {
+        # rl-baselines3-zoo ppo.yml, CartPole-v1 (lin_0.001 learning rate, lin_0.2 clip range)
+        "*/CartPole-v1": dict(num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98,
+                              gae_lambda=0.8, ent_coef=0.0, learning_rate=1e-3, anneal_clip=True, clip_vloss=False),
+        "torch/cartpole": dict(num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98,
+                               gae_lambda=0.8, ent_coef=0.0, learning_rate=1e-3, anneal_clip=True, clip_vloss=False),
+        # CleanRL ppo_continuous_action.py (MuJoCo / dm-control)
+        "dmc/*": dict(num_envs=1, num_steps=2048, learning_rate=3e-4, num_minibatches=32, update_epochs=10,
+                      ent_coef=0.0, normalize_obs=True, normalize_reward=True),
+        # the TA-LPO paper's MinAtar PPO base
+        "minatar/*": dict(num_envs=64, num_steps=128, num_minibatches=8, update_epochs=4, activation="relu",
+                          learning_rate=5e-3),
+    }
+
+    def validate(self) -> None:
+        positive(self, "num_envs", "num_steps", "learning_rate", "num_minibatches", "update_epochs", "clip_coef",
+                 "max_grad_norm", "adam_eps")
+        in_unit_interval(self, "gamma", "gae_lambda")
+        if (self.num_envs * self.num_steps) % self.num_minibatches:
+            raise ConfigError(f"num_envs * num_steps = {self.num_envs * self.num_steps} must be divisible by "
+                              f"num_minibatches = {self.num_minibatches}")
+
+
+# ----------------------------------------------------------------------------- network
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs over a shared observation encoder (no shared weights in the MLPs).
+
+    Discrete actions: a categorical head. Box actions: a diagonal Gaussian
+    with a state-independent log-std; samples are clipped to the bounds
+    before they reach the env (the stored action is the unclipped sample).
+    """
+
+    def __init__(self, observation_space, action_space, hidden=(64, 64), activation="tanh", log_std_init=0.0,
+                 normalize_obs=False):
+        super().__init__()
+        self.obs_norm = None
+        if normalize_obs:
+            if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+                raise ConfigError("normalize_obs needs flat Box observations")
+            self.obs_norm = ObservationNormalizer(observation_space.shape)
+        self.encoder = make_encoder(observation_space)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            out = int(action_space.n)
+        elif isinstance(action_space, spaces.Box):
+            out = int(np.prod(action_space.shape))
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+            self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+        else:
+            raise ConfigError(f"PPO supports Discrete and Box action spaces, got {action_space}")
+        self.actor = mlp(self.encoder.out_dim, hidden, out, activation, orthogonal=True, output_gain=0.01)
+        self.critic = mlp(self.encoder.out_dim, hidden, 1, activation, orthogonal=True, output_gain=1.0)
+
+    def features(self, obs: Obs) -> torch.Tensor:
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
+        return self.encoder(obs)
+
+    def distribution(self, features: torch.Tensor) -> torch.distributions.Distribution:
+        logits = self.actor(features)
+        if self.discrete:
+            return torch.distributions.Categorical(logits=logits)
+        return torch.distributions.Independent(torch.distributions.Normal(logits, self.log_std.exp()), 1)
+
+    def value(self, obs: Obs) -> torch.Tensor:
+        return self.critic(self.features(obs)).squeeze(-1)
+
+    def forward(self, obs: Obs) -> tuple[torch.distributions.Distribution, torch.Tensor]:
+        features = self.features(obs)
+        return self.distribution(features), self.critic(features).squeeze(-1)
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        return action if self.discrete else torch.max(torch.min(action, self.high), self.low)
+
+    def mode(self, dist: torch.distributions.Distribution) -> torch.Tensor:
+        return dist.probs.argmax(-1) if self.discrete else dist.mean
+
+
+# ----------------------------------------------------------------------------- agent
+@register_agent
+class PPO(Agent):
+    """Proximal Policy Optimization with GAE, on a ``VecEnv`` (rollouts stay on the agent's device)."""
+
+    config_class = PPOConfig
+    config: PPOConfig
+
+    def _build(self) -> None:
+        c = self.config
+        self.policy = self.build_policy().to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate, eps=c.adam_eps)
+        self.collector = RolloutCollector(self.env, c.num_steps)
+        self.reward_scaler = RewardScaler(self.env.num_envs, c.gamma).to(self.device) if c.normalize_reward else None
+
+    def build_policy(self) -> nn.Module:
+        c = self.config
+        return ActorCritic(self.env.single_observation_space, self.env.single_action_space, c.hidden, c.activation,
+                           c.log_std_init, c.normalize_obs)
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        modules = {"policy": self.policy}
+        if self.reward_scaler is not None:
+            modules["reward_scaler"] = self.reward_scaler
+        return modules
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+    # -- acting -----------------------------------------------------------------
+    def _policy_step(self, obs: Obs) -> PolicyStep:
+        dist, value = self.policy(obs)
+        action = dist.sample()
+        return PolicyStep(action, dist.log_prob(action), value, self.policy.env_action(action))
+
+    def _act(self, obs: Obs, deterministic: bool) -> torch.Tensor:
+        dist, _ = self.policy(obs)
+        action = self.policy.mode(dist) if deterministic else dist.sample()
+        return self.policy.env_action(action)
+
+    # -- the overridable pieces -----------------------------------------------------
+    def process_rewards(self, rollout: Rollout) -> torch.Tensor:
+        """The rewards the update learns from (reward scaling here; intrinsic rewards in subclasses)."""
+        if self.reward_scaler is None:
+            return rollout.rewards
+        return self.reward_scaler.scale_rollout(rollout.rewards, rollout.terminated | rollout.truncated)
+
+    def compute_advantages(self, rollout: Rollout, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE(lambda) advantages and returns, with bootstrapping on truncation."""
+        with torch.no_grad():
+            last_values = self.policy.value(rollout.next_obs)
+        return gae(rewards, rollout.values, rollout.terminated, rollout.truncated, rollout.bootstrap_values,
+                   last_values, self.config.gamma, self.config.gae_lambda)
+
+    def policy_loss(self, log_ratio: torch.Tensor, advantages: torch.Tensor, progress: float) -> torch.Tensor:
+        """The actor's loss for one minibatch (``progress`` = fraction of training done)."""
+        clip = self.config.clip_coef * (1.0 - progress if self.config.anneal_clip else 1.0)
+        return ppo_clip_loss(log_ratio, advantages, max(clip, 1e-8))
+
+    def value_loss(self, values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor) -> torch.Tensor:
+        return value_loss(values, returns, old_values, self.config.clip_coef if self.config.clip_vloss else None)
+
+    # -- training -----------------------------------------------------------------
+    def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
+        c = self.config
+        batch = c.num_steps * self.env.num_envs
+        num_updates = max(1, total_steps // batch)
+        start = self.num_timesteps
+        for update in range(num_updates):
+            progress = update / num_updates
+            if c.anneal_lr:
+                self.optimizer.param_groups[0]["lr"] = c.learning_rate * (1.0 - progress)
+            rollout = self.collector.collect(self._policy_step, value_fn=self.policy.value)
+            self.num_timesteps = start + (update + 1) * batch
+            if self.policy.obs_norm is not None:
+                self.policy.obs_norm.stats.update(rollout.obs)
+            metrics = self.update(rollout, progress)
+            metrics.update(self.collector.stats.summary())
+            if not report(metrics):
+                break
+
+    def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
+        """One PPO update (``update_epochs`` passes of minibatch SGD) on a rollout."""
+        c = self.config
+        rewards = self.process_rewards(rollout)
+        advantages, returns = self.compute_advantages(rollout, rewards)
+        B = rollout.num_steps * rollout.num_envs
+        flat = lambda x: x.reshape(B, *x.shape[2:])  # noqa: E731
+        obs = {k: flat(v) for k, v in rollout.obs.items()} if isinstance(rollout.obs, dict) else flat(rollout.obs)
+        actions, old_logp, old_values = flat(rollout.actions), flat(rollout.log_probs), flat(rollout.values)
+        advantages, returns = flat(advantages), flat(returns)
+        mb_size = B // c.num_minibatches
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
+        count = 0
+        for _ in range(c.update_epochs):
+            perm = torch.randperm(B, device=self.device)
+            for start in range(0, B, mb_size):
+                idx = perm[start:start + mb_size]
+                dist, values = self.policy(obs_index(obs, idx))
+                log_ratio = dist.log_prob(actions[idx]) - old_logp[idx]
+                adv = normalize_advantages(advantages[idx]) if c.norm_adv else advantages[idx]
+                pg_loss = self.policy_loss(log_ratio, adv, progress)
+                v_loss = self.value_loss(values, returns[idx], old_values[idx])
+                entropy = dist.entropy().mean()
+                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                    clip_frac = ((log_ratio.exp() - 1.0).abs() > c.clip_coef).float().mean()
+                for key, value in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", entropy),
+                                   ("approx_kl", approx_kl), ("clip_frac", clip_frac)):
+                    stats[key] += value.detach()
+                count += 1
+            if c.target_kl is not None and float(approx_kl) > c.target_kl:
+                break
+        return {k: float(v) / count for k, v in stats.items()}

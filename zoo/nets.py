@@ -1,0 +1,121 @@
+"""Network building blocks shared by the agents: MLPs, observation encoders, initialisation."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def activation(name: str) -> type[nn.Module]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+
+
+def orthogonal_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights and constant bias (the PPO implementation detail of Engstrom et al., 2020)."""
+    if isinstance(layer, (nn.Linear, nn.Conv2d)):
+        nn.init.orthogonal_(layer.weight, gain)
+        if layer.bias is not None:
+            nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, act: str = "tanh", *,
+        orthogonal: bool = False, output_gain: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+    """``in_dim -> hidden... -> out_dim`` (no output layer when ``out_dim`` is None)."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for a, b in zip(dims[:-1], dims[1:]):
+        linear = nn.Linear(a, b)
+        layers += [orthogonal_init(linear) if orthogonal else linear, activation(act)()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    if out_dim is not None:
+        head = nn.Linear(dims[-1], out_dim)
+        layers.append(orthogonal_init(head, gain=output_gain) if orthogonal else head)
+    return nn.Sequential(*layers)
+
+
+class FlattenEncoder(nn.Module):
+    """Vector (or any non-image Box) observations: cast to float and flatten."""
+
+    def __init__(self, space: spaces.Box):
+        super().__init__()
+        self.out_dim = int(np.prod(space.shape)) if space.shape else 1
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float().reshape(obs.shape[0], -1)
+
+
+class OneHotEncoder(nn.Module):
+    """Discrete observations as one-hot vectors."""
+
+    def __init__(self, space: spaces.Discrete):
+        super().__init__()
+        self.n, self.start, self.out_dim = int(space.n), int(space.start), int(space.n)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot((obs.long() - self.start).reshape(-1), self.n).float()
+
+
+class ImageEncoder(nn.Module):
+    """uint8 images (HWC or CHW): the Nature-DQN CNN for large frames, a small conv for MinAtar-sized ones."""
+
+    def __init__(self, space: spaces.Box):
+        super().__init__()
+        shape = tuple(space.shape)
+        self.channels_last = shape[-1] < shape[0]  # (H, W, C) when the last axis is the smallest
+        c, h, w = (shape[2], shape[0], shape[1]) if self.channels_last else shape
+        self.scale = 1.0 / 255.0 if space.dtype == np.uint8 and float(np.max(space.high)) > 1 else 1.0
+        if min(h, w) >= 36:
+            self.net = nn.Sequential(nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                                     nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+        else:
+            self.net = nn.Sequential(nn.Conv2d(c, 16, 3, stride=1), nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            self.out_dim = int(self.net(torch.zeros(1, c, h, w)).shape[1])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() * self.scale
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.net(x)
+
+
+class DictEncoder(nn.Module):
+    """Dict observations: one encoder per key, outputs concatenated (keys in sorted order)."""
+
+    def __init__(self, space: spaces.Dict):
+        super().__init__()
+        self.encoders = nn.ModuleDict({k: make_encoder(space[k]) for k in sorted(space.spaces)})
+        self.out_dim = sum(e.out_dim for e in self.encoders.values())
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([enc(obs[k]) for k, enc in self.encoders.items()], dim=1)
+
+
+def is_image_space(space: gym.Space) -> bool:
+    return isinstance(space, spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
+def make_encoder(space: gym.Space) -> nn.Module:
+    """The default encoder for an observation space; its ``out_dim`` is the feature size."""
+    if isinstance(space, spaces.Dict):
+        return DictEncoder(space)
+    if isinstance(space, spaces.Discrete):
+        return OneHotEncoder(space)
+    if is_image_space(space):
+        return ImageEncoder(space)
+    if isinstance(space, (spaces.Box, spaces.MultiBinary, spaces.MultiDiscrete)):
+        return FlattenEncoder(space)
+    raise TypeError(f"no default encoder for observation space {space}")
