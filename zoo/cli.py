@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
@@ -76,6 +77,52 @@ def _cmd_env_info(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from zoo.agents import get_agent
+    from zoo.logger import write_json_atomic
+
+    cls = get_agent(args.agent)
+    overrides = cls.config_class.parse_overrides(args.set or [])
+    agent = cls(args.env, seed=args.seed, device=args.device, **overrides)
+    out = Path(args.out)
+    console.print(f"training {cls.__name__} on {args.env} for {args.steps} steps -> {out}", highlight=False)
+    agent.learn(args.steps, progress=not args.no_progress, log_dir=out)
+    path = agent.save(out / "model.safetensors")
+    result = agent.evaluate(args.eval_episodes)
+    write_json_atomic(out / "eval.json", result)
+    console.print(f"saved {path}; evaluation over {args.eval_episodes} episodes: {_fmt(result)}", highlight=False)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from zoo.agents import load_agent
+
+    path = Path(args.run)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    agent = load_agent(path, env=args.env, device=args.device)
+    result = agent.evaluate(args.episodes, deterministic=not args.stochastic)
+    console.print(f"{type(agent).__name__} on {agent.env_id}, {args.episodes} episodes: {_fmt(result)}",
+                  highlight=False)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from zoo.bench import results_markdown, run_quick
+
+    if args.suite != "quick":
+        raise ZooError(f"unknown benchmark suite {args.suite!r}; available: quick")
+    rows = run_quick(args.out, agents=args.agents, scale=args.scale, seed=args.seed, device=args.device,
+                     progress=not args.no_progress, log=lambda msg: console.print(msg, highlight=False))
+    console.print(results_markdown(rows), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {args.out}/results.md, results.csv and curves.png", highlight=False)
+    return 0
+
+
+def _fmt(result: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="RL algorithms from recent papers on one env interface.")
     parser.add_argument("--version", action="version", version=f"zoo-rl {zoo.__version__}")
@@ -94,6 +141,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vectorization", choices=("sync", "process"), default=None)
     p.set_defaults(func=_cmd_env_info)
+
+    p = sub.add_parser("train", help="train an agent on an env and save it with its logs")
+    p.add_argument("agent", help="agent name, e.g. PPO (zoo list shows them)")
+    p.add_argument("--env", required=True, help="env id, e.g. gym/CartPole-v1")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder: config.json, progress.csv, tb/, model.safetensors")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained agent (a run folder or a checkpoint)")
+    p.add_argument("run")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--env", default=None, help="evaluate on another env id than the one trained on")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy/mean action")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("bench", help="run a benchmark suite (quick: every agent on its quick task, CPU, minutes)")
+    p.add_argument("suite", choices=("quick",))
+    p.add_argument("--out", default="bench-quick", help="output folder (results.md, results.csv, curves.png)")
+    p.add_argument("--agents", nargs="+", default=None)
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (e.g. 0.05 to smoke-test)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,0 +1,127 @@
+"""Benchmark suites: train agents on their tasks and write a results table and learning curves.
+
+``zoo bench quick`` trains every registered agent on its quick task (CPU, a
+few minutes in all). Each agent module registers its quick task with
+:func:`register_quick_task`, so a new agent joins the main job by adding one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from zoo.logger import read_progress, write_json_atomic
+
+
+@dataclasses.dataclass
+class QuickTask:
+    """One agent's entry in ``zoo bench quick``."""
+
+    agent: str
+    env_id: str
+    steps: int
+    reference: str  # the published figure to compare with, and its source
+    hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    eval_episodes: int = 10
+    metric: str = "return_mean"  # or "success_rate"
+
+
+_QUICK: dict[str, QuickTask] = {}
+
+
+def register_quick_task(task: QuickTask) -> QuickTask:
+    _QUICK[task.agent] = task
+    return task
+
+
+def quick_tasks() -> dict[str, QuickTask]:
+    import zoo.agents  # noqa: F401  (the agents register their quick tasks on import)
+
+    return dict(_QUICK)
+
+
+register_quick_task(QuickTask("PPO", "gym/CartPole-v1", 100_000,
+                              "500 (rl-baselines3-zoo benchmark, PPO CartPole-v1, 100k steps)"))
+register_quick_task(QuickTask("DQN", "gym/CartPole-v1", 50_000,
+                              "500 (rl-baselines3-zoo benchmark, DQN CartPole-v1, 50k steps)"))
+register_quick_task(QuickTask("SAC", "gym/Pendulum-v1", 10_000,
+                              "-202 ± 61 (rl-baselines3-zoo benchmark, SAC Pendulum-v0, 20k steps)"))
+
+COLUMNS = ["agent", "task", "steps", "wall_time_s", "sps", "final", "metric", "reference"]
+
+
+def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale: float = 1.0, seed: int = 0,
+              device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Train each quick task (``scale`` multiplies the step budgets), write results.{md,csv} and curves.png."""
+    from zoo.agents import get_agent
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = quick_tasks()
+    names = agents or sorted(tasks)
+    unknown = [n for n in names if n not in tasks]
+    if unknown:
+        raise ValueError(f"no quick task for {unknown}; agents with one: {', '.join(sorted(tasks))}")
+    rows = []
+    for name in names:
+        task = tasks[name]
+        steps = max(1, int(task.steps * scale))
+        log(f"[bench quick] {name} on {task.env_id} for {steps} steps")
+        agent = get_agent(name)(task.env_id, seed=seed, device=device, **task.hyperparameters)
+        start = time.perf_counter()
+        agent.learn(steps, progress=progress, log_dir=out / "runs" / name, log_interval_s=0.5)
+        wall = time.perf_counter() - start
+        result = agent.evaluate(task.eval_episodes)
+        agent.save(out / "runs" / name / "model.safetensors")
+        agent.env.close()
+        rows.append({"agent": name, "task": task.env_id, "steps": agent.num_timesteps, "wall_time_s": round(wall, 1),
+                     "sps": round(agent.num_timesteps / wall), "final": round(result.get(task.metric, math.nan), 2),
+                     "metric": task.metric, "reference": task.reference})
+    write_results(out, rows)
+    plot_curves(out, rows)
+    return rows
+
+
+def results_markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_results(out: Path, rows: list[dict]) -> None:
+    (out / "results.md").write_text(results_markdown(rows) + "\n")
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_json_atomic(out / "results.json", rows)
+
+
+def plot_curves(out: Path, rows: list[dict]) -> Path:
+    """Episode return (mean over the recent window) against env steps, one panel per agent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(4.5 * max(1, len(rows)), 3.4), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        progress = read_progress(out / "runs" / row["agent"])
+        points = [(r["step"], r["return_mean"]) for r in progress if not math.isnan(r.get("return_mean", math.nan))]
+        if points:
+            ax.plot(*zip(*points), color="tab:blue")
+        ax.set_title(f"{row['agent']} on {row['task']}", fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("episode return")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
