@@ -15,7 +15,7 @@ from zoo.agents.config import in_unit_interval, positive
 from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig, polyak_update
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
-from zoo.nets import make_encoder, mlp
+from zoo.nets import adam, make_encoder, mlp
 from zoo.rollout import Obs
 
 
@@ -114,7 +114,7 @@ class DQN(OffPolicyAgent):
         self.n_actions = int(space.n)
         self.q = self.build_q_network().to(self.device)
         self.q_target = copy.deepcopy(self.q)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=c.learning_rate)
+        self.optimizer = adam(self.q.parameters(), lr=c.learning_rate)
         self.replay = self._build_replay()
         self.epsilon = c.start_e
 

@@ -22,7 +22,7 @@ from zoo.agents.config import AgentConfig, in_unit_interval, positive
 from zoo.agents.normalize import ObservationNormalizer, RewardScaler
 from zoo.buffers.kernels import gae
 from zoo.errors import ConfigError
-from zoo.nets import make_encoder, mlp
+from zoo.nets import adam, make_encoder, mlp
 from zoo.rollout import Obs, PolicyStep, Rollout, RolloutCollector, obs_index
 
 
@@ -142,8 +142,9 @@ class ActorCritic(nn.Module):
     def distribution(self, features: torch.Tensor) -> torch.distributions.Distribution:
         logits = self.actor(features)
         if self.discrete:
-            return torch.distributions.Categorical(logits=logits)
-        return torch.distributions.Independent(torch.distributions.Normal(logits, self.log_std.exp()), 1)
+            return torch.distributions.Categorical(logits=logits, validate_args=False)
+        return torch.distributions.Independent(
+            torch.distributions.Normal(logits, self.log_std.exp(), validate_args=False), 1, validate_args=False)
 
     def value(self, obs: Obs) -> torch.Tensor:
         return self.critic(self.features(obs)).squeeze(-1)
@@ -170,7 +171,7 @@ class PPO(Agent):
     def _build(self) -> None:
         c = self.config
         self.policy = self.build_policy().to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate, eps=c.adam_eps)
+        self.optimizer = adam(self.policy.parameters(), lr=c.learning_rate, eps=c.adam_eps)
         self.collector = RolloutCollector(self.env, c.num_steps)
         self.reward_scaler = RewardScaler(self.env.num_envs, c.gamma).to(self.device) if c.normalize_reward else None
 

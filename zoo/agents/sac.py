@@ -16,7 +16,7 @@ from zoo.agents.config import positive
 from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig, polyak_update
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
-from zoo.nets import make_encoder, mlp
+from zoo.nets import adam, make_encoder, mlp
 from zoo.rollout import Obs
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -133,11 +133,11 @@ class SAC(OffPolicyAgent):
         self.q1 = QNetwork(obs_space, act_space, c.hidden, c.activation).to(self.device)
         self.q2 = QNetwork(obs_space, act_space, c.hidden, c.activation).to(self.device)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
-        self.q_optimizer = torch.optim.Adam(list(self.q1.parameters()) + list(self.q2.parameters()), lr=c.q_lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.policy_lr)
+        self.q_optimizer = adam(list(self.q1.parameters()) + list(self.q2.parameters()), lr=c.q_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=c.policy_lr)
         self.target_entropy = -c.target_entropy_scale * float(np.prod(act_space.shape))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(c.alpha), device=self.device))
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.q_lr)
+        self.alpha_optimizer = adam([self.log_alpha], lr=c.q_lr)
         self.replay = self._build_replay()
         self._updates = 0
 
