@@ -55,26 +55,32 @@ def _gather_rows(src, rows, out):
             out[j, k] = src[r, k]
 
 
+@njit(cache=True, inline="always")
+def _nstep_one(rewards, terminated, truncated, s, e, n, gamma, newest, num_slots):
+    """n-step reward sum from (slot s, env e): stops at an episode end and at the newest slot.
+    Returns (sum, discount (0 if terminated), terminated, slot whose next observation bootstraps)."""
+    total, scale, slot, term = 0.0, 1.0, s, False
+    for k in range(n):
+        slot = (s + k) % num_slots
+        total += scale * rewards[slot, e]
+        scale *= gamma
+        if terminated[slot, e]:
+            term = True
+            break
+        if truncated[slot, e] or slot == newest:
+            break
+    return total, (0.0 if term else scale), term, slot
+
+
 @njit(cache=True)
 def _nstep(rewards, terminated, truncated, slots_idx, envs_idx, n, gamma, newest, num_slots,
            out_return, out_discount, out_terminated, out_boot_slot):
-    """n-step reward sums from each sampled (slot, env), stopping at episode ends and at the newest slot."""
+    """n-step reward sums for each sampled (slot, env)."""
     for j in range(slots_idx.shape[0]):
-        s, e = slots_idx[j], envs_idx[j]
-        total, scale = 0.0, 1.0
-        slot = s
-        term = False
-        for k in range(n):
-            slot = (s + k) % num_slots
-            total += scale * rewards[slot, e]
-            scale *= gamma
-            if terminated[slot, e]:
-                term = True
-                break
-            if truncated[slot, e] or slot == newest:
-                break
+        total, discount, term, slot = _nstep_one(rewards, terminated, truncated, slots_idx[j], envs_idx[j], n, gamma,
+                                                 newest, num_slots)
         out_return[j] = total
-        out_discount[j] = 0.0 if term else scale
+        out_discount[j] = discount
         out_terminated[j] = term
         out_boot_slot[j] = slot
 
@@ -94,18 +100,9 @@ def _sample_flat(obs, next_obs, actions, rewards, terminated, truncated, draws, 
             out_obs[j, k] = obs[f, k]
         for k in range(width_act):
             out_actions[j, k] = actions[f, k]
-        total, scale, slot, term = 0.0, 1.0, s, False
-        for k in range(n):
-            slot = (s + k) % num_slots
-            total += scale * rewards[slot, e]
-            scale *= gamma
-            if terminated[slot, e]:
-                term = True
-                break
-            if truncated[slot, e] or slot == newest:
-                break
+        total, discount, term, slot = _nstep_one(rewards, terminated, truncated, s, e, n, gamma, newest, num_slots)
         out_rewards[j] = total
-        out_discounts[j] = 0.0 if term else scale
+        out_discounts[j] = discount
         out_terminated[j] = term
         b = slot * num_envs + e
         for k in range(width_obs):
