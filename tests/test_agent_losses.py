@@ -51,9 +51,9 @@ def test_sac_losses_hand_computed():
         ((-0.5 - 2) + (0.5 - 4)) / 2)
     log_alpha = torch.tensor(math.log(0.2), requires_grad=True)
     loss = sac_alpha_loss(log_alpha, torch.tensor([-1.0, -3.0]), target_entropy=-1.0)
-    assert loss.item() == pytest.approx(-math.log(0.2) * ((-1 - 1) + (-3 - 1)) / 2)
-    loss.backward()  # entropy below target (log pi > -H) raises alpha; here log pi + H < 0 -> alpha falls
-    assert log_alpha.grad.item() == pytest.approx(3.0)
+    assert loss.item() == pytest.approx(-0.2 * ((-1 - 1) + (-3 - 1)) / 2)
+    loss.backward()  # d/d log_alpha = -alpha * mean(log pi + target): positive here, so alpha falls
+    assert log_alpha.grad.item() == pytest.approx(0.6)
 
 
 def test_double_q_target_and_td_loss():
@@ -66,8 +66,8 @@ def test_double_q_target_and_td_loss():
     assert torch.allclose(double_q_target(r, d, online, target_q, double=False), torch.tensor([11.0, 36.0]))
     q, t = torch.tensor([0.0, 0.0]), torch.tensor([0.5, 3.0])
     assert td_loss(q, t).item() == pytest.approx((0.5 * 0.25 + (3 - 0.5)) / 2)  # Huber, delta 1
-    assert td_loss(q, t, huber=False).item() == pytest.approx((0.125 + 4.5) / 2)
-    assert td_loss(q, t, weights=torch.tensor([1.0, 0.0]), huber=False).item() == pytest.approx(0.0625)
+    assert td_loss(q, t, huber=False).item() == pytest.approx((0.25 + 9.0) / 2)
+    assert td_loss(q, t, weights=torch.tensor([1.0, 0.0]), huber=False).item() == pytest.approx(0.125)
 
 
 def test_linear_schedule():

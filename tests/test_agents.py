@@ -84,7 +84,7 @@ def test_hyperparameter_validation():
         PPO("gym/CartPole-v1", num_steps="many")
     with pytest.raises(ConfigError, match=r"'gamma' must lie in \[0, 1\]"):
         PPO("gym/CartPole-v1", gamma=1.5)
-    with pytest.raises(ConfigError, match="divisible"):
+    with pytest.raises(ConfigError, match="equal minibatches"):
         PPO("gym/CartPole-v1", num_envs=3, num_steps=5, num_minibatches=4)
     assert PPOConfig.parse_overrides(["learning_rate=1e-3", "hidden=32,32", "anneal_lr=false", "num_envs=4"]) == \
         {"learning_rate": 1e-3, "hidden": (32, 32), "anneal_lr": False, "num_envs": 4}
@@ -134,3 +134,32 @@ def test_ppo_on_cuda_keeps_rollouts_on_device(monkeypatch):
     assert copies == []
     assert agent.collector.rewards.device.type == "cuda"
     np.testing.assert_equal(original_numpy is torch.Tensor.numpy, True)
+
+
+def test_invalid_hyperparameters_fail_early():
+    with pytest.raises(ConfigError, match="alpha"):
+        SAC("gym/Pendulum-v1", device="cpu", alpha=0.0, autotune=False)
+    with pytest.raises(ConfigError, match="hidden"):
+        SAC("gym/Pendulum-v1", device="cpu", hidden=())
+    with pytest.raises(ConfigError, match="never start"):
+        DQN("gym/CartPole-v1", device="cpu", buffer_size=100, batch_size=128, learning_starts=10)
+    with pytest.raises(ConfigError, match="tau"):
+        DQN("gym/CartPole-v1", device="cpu", tau=2.0)
+    # a VecEnv whose num_envs makes minibatches of 1 sample (NaN advantage normalisation) is refused
+    env = zoo.make_env("torch/cartpole", num_envs=1)
+    with pytest.raises(ConfigError, match="minibatches of at least 2"):
+        PPO(env, device="cpu", num_steps=4, num_minibatches=4)
+
+
+def test_checkpoint_rebuilds_the_env_with_its_kwargs(tmp_path):
+    agent = PPO(zoo.make_env("torch/cartpole", num_envs=8, seed=0, max_episode_steps=50), seed=0, device="cpu")
+    agent.learn(256, progress=False)
+    loaded = load_agent(agent.save(tmp_path / "a.safetensors"), device="cpu")
+    assert loaded.env.make_kwargs == {"max_episode_steps": 50}
+    assert loaded.evaluate(4)["length_mean"] <= 50
+
+
+def test_extra_state_restores_only_declared_keys():
+    agent = DQN("gym/CartPole-v1", device="cpu")
+    agent.load_extra_state({"epsilon": 0.3, "config": "overwritten?"})
+    assert agent.epsilon == 0.3 and not isinstance(agent.config, str)

@@ -128,3 +128,19 @@ def test_closed_env_and_bad_arguments():
         zoo.make_env("gym/CartPole-v1", num_envs=0)
     with pytest.raises(ValueError, match="vectorization"):
         zoo.make_env("gym/CartPole-v1", num_envs=2, vectorization="threads")
+
+
+class _Hanging(_Exploding):
+    def step(self, action):
+        import time
+
+        time.sleep(30)
+
+
+def test_hung_worker_is_reported_not_waited_for():
+    env = HostVecEnv([_Hanging] * 2, vectorization="process", num_workers=2, env_id="test/hanging",
+                     worker_timeout_s=1.0)
+    env.reset()
+    with pytest.raises(RuntimeError, match="did not answer within 1.0 s"):
+        env.step(torch.zeros(2, dtype=torch.int64))
+    env.close()

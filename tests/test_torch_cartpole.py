@@ -69,3 +69,13 @@ def test_float32_state_option_close_to_float64():
         oa, *_ = a.step(actions)
         ob, *_ = b.step(actions)
     torch.testing.assert_close(oa, ob, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_final_obs_is_the_true_last_observation():
+    env = CartPoleTorch(num_envs=4, seed=0, dtype=torch.float32, max_episode_steps=3)
+    env.reset()
+    for _ in range(3):
+        obs, _, _, truncated, info = env.step(torch.ones(4, dtype=torch.int64))
+    assert truncated.all()
+    assert not torch.equal(info["final_obs"], obs)
+    assert obs.abs().max() <= 0.05  # fresh episodes

@@ -7,6 +7,7 @@ seeding, evaluation, logging and the progress bar live here once.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -88,8 +89,10 @@ class Agent:
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        """Restore what :meth:`extra_state` saved (only the keys it declares)."""
+        for key in self.extra_state():
+            if key in state:
+                setattr(self, key, state[key])
 
     # -- the contract ---------------------------------------------------------
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = True,
@@ -155,11 +158,19 @@ class Agent:
                 env.close()
 
     def _eval_env_kwargs(self) -> dict[str, Any]:
-        return {"vectorization": "sync"} if getattr(self.env, "host_simulated", True) else {}
+        kwargs = dict(getattr(self.env, "make_kwargs", {}))
+        if getattr(self.env, "host_simulated", True):
+            kwargs["vectorization"] = "sync"
+        return kwargs
 
     def describe(self) -> dict[str, Any]:
         """What a run folder's ``config.json`` records."""
-        return {"agent": type(self).__name__, "env_id": self.env_id, "seed": self.seed,
+        env_kwargs = dict(getattr(self.env, "make_kwargs", {}))
+        try:
+            json.dumps(env_kwargs)
+        except TypeError:  # e.g. a torch dtype: recorded as text, not rebuilt on load
+            env_kwargs = {"__unrestorable__": repr(env_kwargs)}
+        return {"agent": type(self).__name__, "env_id": self.env_id, "env_kwargs": env_kwargs, "seed": self.seed,
                 "device": str(self.device), "zoo_version": __version__, "hyperparameters": self.config.to_dict()}
 
     # -- checkpoints ----------------------------------------------------------
@@ -187,6 +198,11 @@ class Agent:
             from zoo.agents import get_agent
 
             cls = get_agent(config["agent"])
+        env_kwargs = config.get("env_kwargs") or {}
+        if env is None and env_kwargs and "__unrestorable__" not in env_kwargs:
+            num_envs = config["hyperparameters"].get("num_envs", 1)
+            env = make_env(config["env_id"], num_envs=num_envs, device=resolve_device(device), seed=config["seed"],
+                           **env_kwargs)
         agent = cls(env if env is not None else config["env_id"], seed=config["seed"], device=device,
                     **config["hyperparameters"])
         for name, module in agent.state_modules().items():

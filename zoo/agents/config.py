@@ -181,6 +181,13 @@ def positive(config: AgentConfig, *names: str) -> None:
             raise ConfigError(f"hyperparameter {name!r} must be positive, got {getattr(config, name)!r}")
 
 
+def valid_hidden(config: AgentConfig, name: str = "hidden") -> None:
+    """Raise ConfigError unless the named layer-size tuple is non-empty with positive sizes."""
+    sizes = getattr(config, name)
+    if not sizes or any(h <= 0 for h in sizes):
+        raise ConfigError(f"hyperparameter {name!r} must list at least one positive layer size, got {sizes!r}")
+
+
 def in_unit_interval(config: AgentConfig, *names: str) -> None:
     """Raise ConfigError unless every named field lies in [0, 1]."""
     for name in names:

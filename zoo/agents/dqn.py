@@ -11,7 +11,7 @@ from gymnasium import spaces
 from torch import nn
 
 from zoo.agents import register_agent
-from zoo.agents.config import in_unit_interval, positive
+from zoo.agents.config import in_unit_interval, positive, valid_hidden
 from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig, polyak_update
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
@@ -34,11 +34,11 @@ def double_q_target(rewards: torch.Tensor, discounts: torch.Tensor, next_q_onlin
 
 def td_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
             huber: bool = True) -> torch.Tensor:
-    """Huber (smooth L1, as SB3) or squared TD error, weighted by importance weights when given."""
+    """Huber (smooth L1, as SB3) or squared TD error (as CleanRL), weighted by importance weights when given."""
     if huber:
         err = nn.functional.smooth_l1_loss(q_taken, target, reduction="none")
     else:
-        err = 0.5 * (q_taken - target).square()
+        err = (q_taken - target).square()
     return (err if weights is None else weights * err).mean()
 
 
@@ -52,7 +52,8 @@ def linear_schedule(start: float, end: float, fraction: float, progress: float) 
 # ----------------------------------------------------------------------------- config
 @dataclasses.dataclass
 class DQNConfig(OffPolicyConfig):
-    """Defaults: CleanRL ``dqn.py``; presets: rl-baselines3-zoo."""
+    """Defaults: CleanRL ``dqn.py``'s schedule and sizes, with SB3's Huber loss and gradient clipping and
+    double Q-learning on; presets: rl-baselines3-zoo."""
 
     learning_rate: float = 2.5e-4
     buffer_size: int = 10_000
@@ -83,7 +84,8 @@ class DQNConfig(OffPolicyConfig):
     def validate(self) -> None:
         super().validate()
         positive(self, "learning_rate", "target_network_frequency", "tau", "max_grad_norm")
-        in_unit_interval(self, "exploration_fraction", "start_e", "end_e")
+        in_unit_interval(self, "exploration_fraction", "start_e", "end_e", "tau")
+        valid_hidden(self)
 
 
 class QHead(nn.Module):
@@ -109,8 +111,8 @@ class DQN(OffPolicyAgent):
     def _build(self) -> None:
         c = self.config
         space = self.env.single_action_space
-        if not isinstance(space, spaces.Discrete):
-            raise ConfigError(f"DQN needs a Discrete action space, got {space}")
+        if not isinstance(space, spaces.Discrete) or space.start != 0:
+            raise ConfigError(f"DQN needs a Discrete action space starting at 0, got {space}")
         self.n_actions = int(space.n)
         self.q = self.build_q_network().to(self.device)
         self.q_target = copy.deepcopy(self.q)

@@ -18,6 +18,7 @@ from torch import nn
 
 from zoo.agents.base import Agent
 from zoo.agents.config import AgentConfig, in_unit_interval, positive
+from zoo.errors import ConfigError
 from zoo.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer, ReplaySample
 from zoo.rollout import EpisodeStats, Obs
 
@@ -42,7 +43,12 @@ class OffPolicyConfig(AgentConfig):
         positive(self, "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step")
         in_unit_interval(self, "gamma", "per_beta")
         if self.learning_starts < 0:
-            raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
+            raise ConfigError(f"hyperparameter 'learning_starts' must be >= 0, got {self.learning_starts}")
+        if self.batch_size > self.buffer_size or self.learning_starts > self.buffer_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) and learning_starts ({self.learning_starts}) must not "
+                              f"exceed buffer_size ({self.buffer_size}): training would never start")
+        if self.per_alpha < 0:
+            raise ConfigError(f"hyperparameter 'per_alpha' must be >= 0, got {self.per_alpha}")
 
 
 def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
@@ -97,8 +103,10 @@ class OffPolicyAgent(Agent):
         next_report = start
         while self.num_timesteps < end:
             progress = (self.num_timesteps - start) / total_steps
+            # warm-up counts what the buffer holds, so a loaded agent (empty buffer) warms up again
+            warm = len(self.replay) >= max(c.learning_starts, c.batch_size)
             with torch.no_grad():
-                if self.num_timesteps < c.learning_starts:
+                if not warm:
                     actions = env.sample_actions()
                 else:
                     actions = self.explore(self._obs, progress)
@@ -108,8 +116,7 @@ class OffPolicyAgent(Agent):
             self._obs = next_obs
             before = self.num_timesteps
             self.num_timesteps += env.num_envs
-            if self.num_timesteps > c.learning_starts and \
-                    self.num_timesteps // c.train_freq > before // c.train_freq and len(self.replay) >= c.batch_size:
+            if warm and self.num_timesteps // c.train_freq > before // c.train_freq:
                 if isinstance(self.replay, PrioritizedReplayBuffer):  # anneal beta to 1 (Schaul et al., 2016)
                     self.replay.beta = c.per_beta + (1.0 - c.per_beta) * progress
                 for _ in range(c.gradient_steps):

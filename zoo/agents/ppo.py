@@ -18,7 +18,7 @@ from torch import nn
 
 from zoo.agents import register_agent
 from zoo.agents.base import Agent
-from zoo.agents.config import AgentConfig, in_unit_interval, positive
+from zoo.agents.config import AgentConfig, in_unit_interval, positive, valid_hidden
 from zoo.agents.normalize import ObservationNormalizer, RewardScaler
 from zoo.buffers.kernels import gae
 from zoo.errors import ConfigError
@@ -98,9 +98,16 @@ class PPOConfig(AgentConfig):
         positive(self, "num_envs", "num_steps", "learning_rate", "num_minibatches", "update_epochs", "clip_coef",
                  "max_grad_norm", "adam_eps")
         in_unit_interval(self, "gamma", "gae_lambda")
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
-            raise ConfigError(f"num_envs * num_steps = {self.num_envs * self.num_steps} must be divisible by "
-                              f"num_minibatches = {self.num_minibatches}")
+        valid_hidden(self)
+        check_minibatches(self, self.num_envs)
+
+
+def check_minibatches(config: PPOConfig, num_envs: int) -> None:
+    """The rollout (``num_envs * num_steps``) must split into equal minibatches of at least 2 samples."""
+    batch = num_envs * config.num_steps
+    if batch % config.num_minibatches or batch // config.num_minibatches < 2:
+        raise ConfigError(f"num_envs * num_steps = {num_envs} * {config.num_steps} = {batch} must split into "
+                          f"num_minibatches = {config.num_minibatches} equal minibatches of at least 2 samples")
 
 
 # ----------------------------------------------------------------------------- network
@@ -123,6 +130,8 @@ class ActorCritic(nn.Module):
         self.encoder = make_encoder(observation_space)
         self.discrete = isinstance(action_space, spaces.Discrete)
         if self.discrete:
+            if action_space.start != 0:
+                raise ConfigError(f"PPO needs Discrete actions starting at 0, got {action_space}")
             out = int(action_space.n)
         elif isinstance(action_space, spaces.Box):
             out = int(np.prod(action_space.shape))
@@ -170,6 +179,7 @@ class PPO(Agent):
 
     def _build(self) -> None:
         c = self.config
+        check_minibatches(c, self.env.num_envs)  # the env passed in may have another num_envs than the config
         self.policy = self.build_policy().to(self.device)
         self.optimizer = adam(self.policy.parameters(), lr=c.learning_rate, eps=c.adam_eps)
         self.collector = RolloutCollector(self.env, c.num_steps)
@@ -234,9 +244,9 @@ class PPO(Agent):
                 self.optimizer.param_groups[0]["lr"] = c.learning_rate * (1.0 - progress)
             rollout = self.collector.collect(self._policy_step, value_fn=self.policy.value)
             self.num_timesteps = start + (update + 1) * batch
-            if self.policy.obs_norm is not None:
-                self.policy.obs_norm.stats.update(rollout.obs)
             metrics = self.update(rollout, progress)
+            if self.policy.obs_norm is not None:  # after the update, which must see the rollout's statistics
+                self.policy.obs_norm.stats.update(rollout.obs)
             metrics.update(self.collector.stats.summary())
             if not report(metrics):
                 break

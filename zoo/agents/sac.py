@@ -12,7 +12,7 @@ from gymnasium import spaces
 from torch import nn
 
 from zoo.agents import register_agent
-from zoo.agents.config import positive
+from zoo.agents.config import positive, valid_hidden
 from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig, polyak_update
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
@@ -43,8 +43,9 @@ def sac_actor_loss(log_prob: torch.Tensor, q_min: torch.Tensor, alpha: torch.Ten
 
 
 def sac_alpha_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
-    """Temperature loss ``-mean(log_alpha * (log pi + target_entropy))``, Haarnoja et al. (2018b) eq. 18."""
-    return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+    """Temperature loss ``mean(-alpha * log pi - alpha * target_entropy)``, Haarnoja et al. (2018b) eq. 18,
+    with ``alpha = exp(log_alpha)`` optimised in log space (as CleanRL)."""
+    return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
 
 
 # ----------------------------------------------------------------------------- config
@@ -70,7 +71,8 @@ class SACConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        positive(self, "policy_lr", "q_lr", "tau", "policy_frequency", "target_network_frequency")
+        positive(self, "policy_lr", "q_lr", "tau", "policy_frequency", "target_network_frequency", "alpha")
+        valid_hidden(self)
         if self.tau > 1:
             raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
 

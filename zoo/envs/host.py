@@ -156,8 +156,9 @@ class EnvGroup:
             env.close()
 
 
-def _worker(conn, env_fns, lo, shared, layout: BufferLayout, obs_keys, info_keys, discrete) -> None:
+def _worker(conn, parent_end, env_fns, lo, shared, layout: BufferLayout, obs_keys, info_keys, discrete) -> None:
     """Worker-process loop: build a group of envs, then serve reset/step/close commands."""
+    parent_end.close()  # so that recv() sees EOF when the parent dies
     try:
         views = layout.numpy_views(np.frombuffer(shared, dtype=np.uint8))
         group = EnvGroup(env_fns, lo, views, obs_keys, info_keys, discrete)
@@ -193,12 +194,14 @@ class HostVecEnv(VecEnv):
 
     ``env_fns`` builds one env each (all with the same spaces). ``info_keys``
     names the numeric entries of each env's step ``info`` to return as float32
-    tensors (missing entries read as 0).
+    tensors (missing entries read as 0). A worker that does not answer within
+    ``worker_timeout_s`` is reported as an error instead of hanging the parent.
     """
 
     def __init__(self, env_fns: Sequence[EnvFn], *, device: str | torch.device = "cpu",
                  vectorization: str = "sync", num_workers: int | None = None, info_keys: Sequence[str] = (),
-                 seed: int | None = None, env_id: str = "?", start_method: str | None = None):
+                 seed: int | None = None, env_id: str = "?", start_method: str | None = None,
+                 worker_timeout_s: float = 600.0):
         if vectorization not in VECTORIZATIONS:
             raise ValueError(f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}")
         if not env_fns:
@@ -209,6 +212,7 @@ class HostVecEnv(VecEnv):
         self.env_id = env_id
         self.info_keys = tuple(info_keys)
         self.vectorization = vectorization
+        self.worker_timeout_s = worker_timeout_s
         self._seed = seed
         self._first_reset = True
         self._obs_fields = observation_fields(obs_space)
@@ -256,7 +260,7 @@ class HostVecEnv(VecEnv):
                 lo, hi = int(bounds[w]), int(bounds[w + 1])
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, name=f"zoo-env-worker-{w}", daemon=True,
-                                   args=(child, list(env_fns[lo:hi]), lo, shared, self._layout, self._obs_keys,
+                                   args=(child, parent, list(env_fns[lo:hi]), lo, shared, self._layout, self._obs_keys,
                                          self.info_keys, self._discrete))
                 proc.start()
                 child.close()
@@ -271,9 +275,14 @@ class HostVecEnv(VecEnv):
         errors = []
         for w, conn in enumerate(self._conns):
             try:
+                if not conn.poll(self.worker_timeout_s):
+                    raise TimeoutError
                 status, payload = conn.recv()
             except EOFError:
+                self._workers[w].join(timeout=1)
                 status, payload = "error", f"worker {w} died (exit code {self._workers[w].exitcode})"
+            except TimeoutError:
+                status, payload = "error", f"worker {w} did not answer within {self.worker_timeout_s} s"
             if status != "ok":
                 errors.append(f"--- worker {w} ---\n{payload}")
         if errors:
@@ -340,7 +349,7 @@ class HostVecEnv(VecEnv):
     def step(self, actions: torch.Tensor):
         self._check_open()
         actions = self.check_actions(actions)
-        host_actions = actions.numpy() if self.device.type == "cpu" else actions.cpu().numpy()
+        host_actions = actions.detach().cpu().numpy()
         if self._action_low is not None and (host_actions.min() < np.min(self._action_low)
                                              or host_actions.max() > np.max(self._action_high)):
             bad = (host_actions < self._action_low) | (host_actions > self._action_high)
@@ -400,3 +409,4 @@ class HostVecEnv(VecEnv):
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=5)

@@ -168,6 +168,7 @@ def make_env(env_id: str, num_envs: int = 1, device: str = "cpu", seed: int | No
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
     dev = resolve_device(device)
+    make_kwargs = dict(kwargs)
     if suite.make_vec is not None:
         if vectorization not in (None, "torch"):
             raise ValueError(f"{env_id} steps as torch ops on its device; vectorization={vectorization!r} does not apply")
@@ -177,6 +178,7 @@ def make_env(env_id: str, num_envs: int = 1, device: str = "cpu", seed: int | No
         env = _make_host_vec(suite, task, env_id, num_envs, dev, seed, vectorization, num_workers, kwargs)
     if seed is not None:
         env.action_space.seed(seed)  # sample_actions() replays too
+    env.make_kwargs = make_kwargs  # so that evaluation and checkpoints rebuild the same env
     return env
 
 

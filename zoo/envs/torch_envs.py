@@ -113,7 +113,7 @@ class CartPoleTorch(TorchVecEnv):
         self.elapsed += 1
         truncated = self.elapsed >= self.max_episode_steps  # as TimeLimit: may coincide with terminated
         done = terminated | truncated
-        final_obs = state.float()
+        final_obs = state.to(torch.float32, copy=True)  # state is updated in place below
         if self.device.type == "cpu":  # draw new initial states only for the finished episodes
             rows = done.nonzero().squeeze(1)
             if rows.numel():

@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from zoo.errors import ActionError
+from zoo.utils.device import canonical_device
 
 Obs = Union[torch.Tensor, dict[str, torch.Tensor]]
 
@@ -77,13 +78,15 @@ class VecEnv(abc.ABC):
     info_keys: tuple[str, ...] = ()
     #: True where environments are simulated on the host (numpy/C), False for torch-native ones.
     host_simulated: bool = True
+    #: the env constructor's keyword arguments given to ``make_env`` (to rebuild the same env).
+    make_kwargs: dict = {}
 
     def __init__(self, num_envs: int, device: torch.device, single_observation_space: gym.Space,
                  single_action_space: gym.Space):
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.num_envs = int(num_envs)
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
         self.single_observation_space = single_observation_space
         self.single_action_space = single_action_space
         self.observation_space = gym.vector.utils.batch_space(single_observation_space, self.num_envs)
