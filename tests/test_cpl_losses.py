@@ -57,3 +57,45 @@ def test_deterministic_log_prob_and_bc():
     mu, a = torch.tensor([[0.5, -0.5]]), torch.tensor([[0.0, 0.5]])
     assert deterministic_log_prob(mu, a).item() == pytest.approx(-(0.25 + 1.0))
     assert bc_loss(torch.tensor([-1.0, -3.0])).item() == 2.0
+
+
+def _soft_optimal_advantages(P, R, gamma, alpha, iters=2000):
+    """Soft Q-iteration: A*(s, a) = Q*(s, a) - V*(s), V* = alpha * logsumexp(Q* / alpha)."""
+    Q = torch.zeros_like(R)
+    for _ in range(iters):
+        V = alpha * torch.logsumexp(Q / alpha, dim=1)
+        Q = R + gamma * P @ V
+    return Q - (alpha * torch.logsumexp(Q / alpha, dim=1)).unsqueeze(1)
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+def test_cpl_recovers_the_optimal_action_in_a_small_mdp(lam):
+    """Preferences from the regret model (sum of optimal advantages) on random behaviour data: the
+    policy learned with CPL's loss alone (no rewards, no RL) is greedy-optimal in every state."""
+    gen = torch.Generator().manual_seed(0)
+    S, A, T, alpha, gamma = 6, 3, 8, 0.1, 0.9
+    P = torch.rand(S, A, S, generator=gen)
+    P = P / P.sum(-1, keepdim=True)
+    R = torch.rand(S, A, generator=gen)
+    adv = _soft_optimal_advantages(P, R, gamma, alpha)
+    # behaviour data: uniformly random actions, so every action is in distribution
+    n = 4000
+    states = torch.empty(n, T, dtype=torch.long)
+    actions = torch.randint(A, (n, T), generator=gen)
+    s = torch.randint(S, (n,), generator=gen)
+    for t in range(T):
+        states[:, t] = s
+        s = torch.multinomial(P[s, actions[:, t]], 1, generator=gen).squeeze(1)
+    regret_score = adv[states, actions].sum(1)
+    first, second = torch.arange(0, n, 2), torch.arange(1, n, 2)
+    labels = (regret_score[first] > regret_score[second]).float()
+    logits = torch.zeros(S, A, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(400):
+        log_pi = torch.log_softmax(logits, dim=1)[states, actions]  # (n, T)
+        scores = segment_scores(log_pi, alpha)
+        loss = labelled_pairwise_loss(scores[first], scores[second], labels, lam)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(logits.argmax(1), adv.argmax(1))
