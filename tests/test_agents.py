@@ -13,14 +13,6 @@ from zoo.agents.ppo import PPOConfig
 from zoo.errors import CheckpointError, ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_registered():
     assert {"PPO", "SAC", "DQN"} <= set(list_agents())
 
