@@ -119,6 +119,20 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_data_prefs(args: argparse.Namespace, console: Console) -> int:
+    from zoo.datasets.metaworld_prefs import make_preference_dataset
+
+    console.print(f"collecting {args.episodes} episodes of degraded scripted experts on metaworld/{args.task}",
+                  highlight=False)
+    dataset = make_preference_dataset(args.task, args.episodes, args.pairs, segment_length=args.segment,
+                                      regime=args.regime, teacher=args.teacher, seed=args.seed, horizon=args.horizon)
+    path = dataset.save(args.out)
+    console.print(f"wrote {path}: {len(dataset.labels)} pairs of {args.segment}-step segments "
+                  f"({args.regime}, {args.teacher} teacher); success rate of the data "
+                  f"{dataset.metadata['data_success_rate']:.2f}", highlight=False)
+    return 0
+
+
 def _fmt(result: dict) -> str:
     return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
 
@@ -161,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy/mean action")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("data", help="build datasets")
+    data = p.add_subparsers(dest="kind", required=True)
+    q = data.add_parser("prefs", help="a preference dataset on a MetaWorld task from degraded scripted experts")
+    q.add_argument("--task", required=True, help="MetaWorld task, e.g. drawer-open-v3")
+    q.add_argument("--episodes", type=int, default=2500)
+    q.add_argument("--pairs", type=int, default=20000)
+    q.add_argument("--segment", type=int, default=64)
+    q.add_argument("--regime", choices=("dense", "sparse"), default="dense")
+    q.add_argument("--teacher", choices=("regret", "reward"), default="regret")
+    q.add_argument("--horizon", type=int, default=250)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True, help="output .npz")
+    q.set_defaults(func=_cmd_data_prefs)
 
     p = sub.add_parser("bench", help="run a benchmark suite (quick: every agent on its quick task, CPU, minutes)")
     p.add_argument("suite", choices=("quick",))

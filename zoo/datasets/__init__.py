@@ -1,0 +1,1 @@
+"""Dataset builders (preference datasets from scripted behaviour, ...)."""
