@@ -118,7 +118,7 @@ def plot_curves(out: Path, rows: list[dict]) -> Path:
             ax.plot(*zip(*points), color="tab:blue")
         ax.set_title(f"{row['agent']} on {row['task']}", fontsize=10)
         ax.set_xlabel("env steps")
-        ax.set_ylabel("episode return")
+        ax.set_ylabel("training return (last 100 episodes)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "curves.png"
