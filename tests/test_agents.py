@@ -41,6 +41,7 @@ def test_dqn_reaches_400_on_cartpole():
 
 @pytest.mark.parametrize("cls,env_id,kwargs", [
     (PPO, "gym/Pendulum-v1", dict(num_steps=32, num_envs=2)),
+    (PPO, "gym/Pendulum-v1", dict(num_steps=32, num_envs=2, normalize_obs=True, normalize_reward=True)),
     (PPO, "minatar/breakout", dict(num_steps=8, num_envs=2, num_minibatches=2)),
     (SAC, "gym/Pendulum-v1", dict(learning_starts=50, batch_size=32)),
     (DQN, "gym/CartPole-v1", dict(learning_starts=50, batch_size=32, train_freq=4, n_step=3,
@@ -49,6 +50,8 @@ def test_dqn_reaches_400_on_cartpole():
 def test_save_load_round_trip_gives_identical_actions(tmp_path, cls, env_id, kwargs):
     agent = cls(env_id, seed=3, device="cpu", **kwargs)
     agent.learn(200, progress=False)
+    if kwargs.get("normalize_obs"):
+        assert agent.policy.obs_norm.stats.count > 1  # the statistics moved, and must survive the round trip
     path = agent.save(tmp_path / "agent.safetensors")
     loaded = load_agent(path, device="cpu")
     assert type(loaded) is cls and loaded.num_timesteps == agent.num_timesteps
