@@ -79,3 +79,25 @@ def test_learn_without_dataset_is_a_clear_error():
     agent = CPL("gym/Pendulum-v1", device="cpu")
     with pytest.raises(ConfigError, match="preference dataset"):
         agent.learn(10, progress=False)
+
+
+def test_sft_fine_tunes_on_preferred_segments(pendulum_prefs):
+    """After BC on everything, SFT's policy moves towards the preferred segments' actions."""
+    from zoo.agents import SFT
+
+    agent = SFT("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(64, 64), dropout=0.0,
+                batch_size=64, learning_rate=1e-3, bc_steps=300)
+    batch = PreferenceDataset.to_torch(pendulum_prefs.get(np.arange(len(pendulum_prefs.labels))), "cpu")
+    preferred = batch["label"] > 0.5
+
+    def fit_gap() -> float:
+        """Mean log-likelihood of preferred minus rejected segments."""
+        with torch.no_grad():
+            a = agent._segment_log_probs(agent.actor, batch["obs_a"], batch["act_a"]).mean(1)
+            b = agent._segment_log_probs(agent.actor, batch["obs_b"], batch["act_b"]).mean(1)
+        return float(torch.where(preferred, a - b, b - a).mean())
+
+    agent.learn(300, progress=False)
+    after_bc = fit_gap()
+    agent.learn(600, progress=False)
+    assert fit_gap() > after_bc + 0.006, (after_bc, fit_gap())  # observed: -0.002 -> 0.012

@@ -228,3 +228,33 @@ class CPL(Agent):
             self.num_timesteps += 1
             if self.num_timesteps % every == 0 and not report({k: float(v) for k, v in metrics.items()}):
                 break
+
+
+@dataclasses.dataclass
+class SFTConfig(CPLConfig):
+    """SFT baseline: the CPL actor and schedule; ``bc_steps`` of BC on all segments, then BC on preferred ones."""
+
+
+@register_agent
+class SFT(CPL):
+    """Supervised fine-tuning baseline of the CPL paper: behaviour cloning on every segment for ``bc_steps``,
+    then on the preferred segment of each pair only (ties count half for each side)."""
+
+    config_class = SFTConfig
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        lp_a = self._segment_log_probs(self.actor, batch["obs_a"], batch["act_a"]).mean(1)
+        lp_b = self._segment_log_probs(self.actor, batch["obs_b"], batch["act_b"]).mean(1)
+        if self.num_timesteps < c.bc_steps:
+            loss = bc_loss(torch.cat([lp_a, lp_b]))
+        else:
+            if self._cpl_steps == 0 and c.bc_steps > 0:
+                self._switch_to_cpl()
+            self._cpl_steps += 1
+            label = batch["label"]
+            loss = -(label * lp_a + (1.0 - label) * lp_b).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"bc_loss": loss.detach()}
