@@ -101,3 +101,33 @@ def test_sft_fine_tunes_on_preferred_segments(pendulum_prefs):
     after_bc = fit_gap()
     agent.learn(600, progress=False)
     assert fit_gap() > after_bc + 0.006, (after_bc, fit_gap())  # observed: -0.002 -> 0.012
+
+
+def test_iql_losses_hand_computed():
+    from zoo.agents.cpl.piql import awr_weights, expectile_loss, preference_reward_loss
+
+    diff = torch.tensor([1.0, -2.0])
+    assert expectile_loss(diff, 0.7).item() == pytest.approx((0.7 * 1 + 0.3 * 4) / 2)
+    assert torch.allclose(awr_weights(torch.tensor([0.0, 1.0, 10.0]), 1 / 3, 100.0),
+                          torch.tensor([1.0, float(np.exp(3.0)), 100.0]))
+    loss = preference_reward_loss(torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([1.0]))
+    assert loss.item() == pytest.approx(np.log1p(np.exp(-2.0)))
+
+
+def test_piql_reward_model_then_iql(pendulum_prefs, tmp_path):
+    from zoo.agents import PIQL
+
+    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(64, 64), dropout=0.0,
+                 critic_hidden=(64, 64), batch_size=64, reward_steps=400, critic_lr=1e-3)
+    agent.learn(400, progress=False)
+    batch = PreferenceDataset.to_torch(pendulum_prefs.get(np.arange(len(pendulum_prefs.labels))), "cpu")
+    with torch.no_grad():
+        r_a = agent.segment_rewards(batch["obs_a"], batch["act_a"]).sum(1)
+        r_b = agent.segment_rewards(batch["obs_b"], batch["act_b"]).sum(1)
+    decided = batch["label"] != 0.5
+    accuracy = float(((r_a > r_b) == (batch["label"] > 0.5))[decided].float().mean())
+    assert accuracy > 0.85  # the reward sums order the pairs as the reward-sum teacher did
+    agent.learn(200, progress=False)  # IQL phase runs on the relabelled transitions
+    loaded = load_agent(agent.save(tmp_path / "piql.safetensors"), device="cpu")
+    obs = torch.as_tensor(pendulum_prefs.observations[:4])
+    assert torch.equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))

@@ -41,8 +41,9 @@ __all__ = ["register_agent", "list_agents", "get_agent"]
 # The agents register themselves on import (kept last: they import register_agent from here).
 from zoo.agents.base import Agent, load_agent  # noqa: E402
 from zoo.agents.cpl.agent import CPL, SFT  # noqa: E402
+from zoo.agents.cpl.piql import PIQL  # noqa: E402
 from zoo.agents.dqn import DQN  # noqa: E402
 from zoo.agents.ppo import PPO  # noqa: E402
 from zoo.agents.sac import SAC  # noqa: E402
 
-__all__ += ["Agent", "load_agent", "PPO", "SAC", "DQN", "CPL", "SFT"]
+__all__ += ["Agent", "load_agent", "PPO", "SAC", "DQN", "CPL", "SFT", "PIQL"]

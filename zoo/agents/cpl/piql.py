@@ -1,0 +1,190 @@
+"""P-IQL, the CPL paper's RL baseline: a Bradley-Terry reward model on summed predicted rewards, then IQL
+(Kostrikov et al., 2022) on the dataset's transitions relabelled with the learned reward.
+
+Transitions are the consecutive steps inside each labelled segment (``s_t, a_t, s_{t+1}``, ``t < L - 1``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from zoo.agents import register_agent
+from zoo.agents.config import positive, valid_hidden
+from zoo.agents.cpl.agent import CPL, CPLConfig
+from zoo.agents.off_policy import polyak_update
+from zoo.buffers.trajectories import PreferenceDataset
+from zoo.errors import ConfigError
+from zoo.nets import adam, make_encoder, mlp
+
+
+# ----------------------------------------------------------------------------- losses
+def preference_reward_loss(reward_sum_a: torch.Tensor, reward_sum_b: torch.Tensor,
+                           labels: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry cross-entropy on summed predicted rewards: ``P(a > b) = sigmoid(R_a - R_b)``
+    (Christiano et al., 2017, eq. 1; the P-IQL reward model)."""
+    return F.binary_cross_entropy_with_logits(reward_sum_a - reward_sum_b, labels)
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """IQL's asymmetric squared loss ``|tau - 1(u < 0)| u^2`` on ``u = Q(s, a) - V(s)``
+    (Kostrikov et al., 2022, eq. 5)."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.square()).mean()
+
+
+def awr_weights(advantages: torch.Tensor, beta: float, clip: float) -> torch.Tensor:
+    """Policy-extraction weights ``min(exp(A / beta), clip)`` (IQL eq. 7, temperature form of the CPL
+    reference code: beta = 1/3 multiplies the advantage by 3)."""
+    return torch.exp(advantages / beta).clamp(max=clip)
+
+
+# ----------------------------------------------------------------------------- config
+@dataclasses.dataclass
+class PIQLConfig(CPLConfig):
+    """The paper's P-IQL settings; the actor is CPL's. ``bc_steps`` is unused."""
+
+    reward_steps: int = 50_000
+    expectile: float = 0.7
+    beta: float = 1.0 / 3.0
+    clip_score: float = 100.0
+    tau: float = 0.005
+    gamma: float = 0.99
+    critic_lr: float = 3e-4
+    learning_rate: float = 3e-4
+    critic_hidden: tuple[int, ...] = (256, 256)
+    bc_steps: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, "beta", "clip_score", "tau", "critic_lr")
+        valid_hidden(self, "critic_hidden")
+        if not 0.0 < self.expectile < 1.0 or not 0.0 <= self.gamma <= 1.0 or self.reward_steps < 0:
+            raise ConfigError("expectile must lie in (0, 1), gamma in [0, 1] and reward_steps be >= 0")
+
+
+class StateActionMLP(nn.Module):
+    """``f(s, a)`` -> scalar: reward model and Q-functions."""
+
+    def __init__(self, observation_space, action_dim: int, hidden):
+        super().__init__()
+        self.encoder = make_encoder(observation_space)
+        self.net = mlp(self.encoder.out_dim + action_dim, hidden, 1, "relu")
+
+    def forward(self, obs, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([self.encoder(obs), action], dim=-1)).squeeze(-1)
+
+
+class StateMLP(nn.Module):
+    """``V(s)``."""
+
+    def __init__(self, observation_space, hidden):
+        super().__init__()
+        self.encoder = make_encoder(observation_space)
+        self.net = mlp(self.encoder.out_dim, hidden, 1, "relu")
+
+    def forward(self, obs) -> torch.Tensor:
+        return self.net(self.encoder(obs)).squeeze(-1)
+
+
+def _flatten_time(x):
+    """``(B, L, ...)`` -> ``(B * L, ...)`` for a tensor or a dict of tensors."""
+    if isinstance(x, dict):
+        return {k: v.reshape(-1, *v.shape[2:]) for k, v in x.items()}
+    return x.reshape(-1, *x.shape[2:])
+
+
+def _steps(x, start: int, stop: int):
+    return {k: v[:, start:stop] for k, v in x.items()} if isinstance(x, dict) else x[:, start:stop]
+
+
+# ----------------------------------------------------------------------------- agent
+@register_agent
+class PIQL(CPL):
+    """Preference-based IQL: ``reward_steps`` of reward learning, then IQL with the learned reward."""
+
+    config_class = PIQLConfig
+    config: PIQLConfig
+
+    def _build(self) -> None:
+        super()._build()
+        c = self.config
+        obs_space = self.env.single_observation_space
+        dim = int(np.prod(self.env.single_action_space.shape))
+        self.reward_model = StateActionMLP(obs_space, dim, c.critic_hidden).to(self.device)
+        self.q1 = StateActionMLP(obs_space, dim, c.critic_hidden).to(self.device)
+        self.q2 = StateActionMLP(obs_space, dim, c.critic_hidden).to(self.device)
+        self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        self.value = StateMLP(obs_space, c.critic_hidden).to(self.device)
+        self.reward_optimizer = adam(self.reward_model.parameters(), lr=c.critic_lr)
+        self.q_optimizer = adam(list(self.q1.parameters()) + list(self.q2.parameters()), lr=c.critic_lr)
+        self.value_optimizer = adam(self.value.parameters(), lr=c.critic_lr)
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        return dict(super().state_modules(), reward_model=self.reward_model, q1=self.q1, q2=self.q2,
+                    q1_target=self.q1_target, q2_target=self.q2_target, value=self.value)
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return dict(super().state_optimizers(), reward=self.reward_optimizer, q=self.q_optimizer,
+                    value=self.value_optimizer)
+
+    def segment_rewards(self, obs, actions: torch.Tensor) -> torch.Tensor:
+        """Predicted rewards ``(B, L)`` of a batch of segments."""
+        B, L = actions.shape[:2]
+        return self.reward_model(_flatten_time(obs), actions.reshape(B * L, -1)).reshape(B, L)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.num_timesteps < self.config.reward_steps:
+            return self._reward_step(batch)
+        return self._iql_step(batch)
+
+    def _reward_step(self, batch) -> dict[str, torch.Tensor]:
+        sum_a = self.segment_rewards(batch["obs_a"], batch["act_a"]).sum(1)
+        sum_b = self.segment_rewards(batch["obs_b"], batch["act_b"]).sum(1)
+        loss = preference_reward_loss(sum_a, sum_b, batch["label"])
+        self.reward_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.reward_optimizer.step()
+        with torch.no_grad():
+            accuracy = ((sum_a > sum_b).float() == (batch["label"] > 0.5).float()).float().mean()
+        return {"reward_loss": loss.detach(), "reward_accuracy": accuracy}
+
+    def _iql_step(self, batch) -> dict[str, torch.Tensor]:
+        c = self.config
+        obs = {k: torch.cat([batch["obs_a"][k], batch["obs_b"][k]]) for k in batch["obs_a"]} \
+            if isinstance(batch["obs_a"], dict) else torch.cat([batch["obs_a"], batch["obs_b"]])
+        actions = torch.cat([batch["act_a"], batch["act_b"]]).clamp(-1.0, 1.0)
+        L = actions.shape[1]
+        s, a = _flatten_time(_steps(obs, 0, L - 1)), _flatten_time(actions[:, :L - 1])
+        s_next = _flatten_time(_steps(obs, 1, L))
+        with torch.no_grad():
+            reward = self.reward_model(s, a)
+            q_target = torch.min(self.q1_target(s, a), self.q2_target(s, a))
+            next_v = self.value(s_next)
+        # value: expectile regression towards the target Q
+        v = self.value(s)
+        v_loss = expectile_loss(q_target - v, c.expectile)
+        self.value_optimizer.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.value_optimizer.step()
+        # Q: one-step TD towards r + gamma V(s') (no terminations inside MetaWorld segments)
+        target = reward + c.gamma * next_v
+        q_loss = F.mse_loss(self.q1(s, a), target) + F.mse_loss(self.q2(s, a), target)
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
+        # policy: advantage-weighted regression
+        weights = awr_weights(q_target - v.detach(), c.beta, c.clip_score)
+        policy_loss = -(weights * self.actor.log_prob(s, a)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.optimizer.step()
+        polyak_update(self.q1, self.q1_target, c.tau)
+        polyak_update(self.q2, self.q2_target, c.tau)
+        return {"value_loss": v_loss.detach(), "q_loss": q_loss.detach(), "policy_loss": policy_loss.detach()}
