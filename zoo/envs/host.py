@@ -340,7 +340,7 @@ class HostVecEnv(VecEnv):
         return self._carve_obs(self._outputs())
 
     def _split(self, items: list) -> list[list]:
-        out, lo = [], 0
+        out = []
         bounds = np.linspace(0, self.num_envs, len(self._conns) + 1).round().astype(int)
         for w in range(len(self._conns)):
             out.append(items[bounds[w]:bounds[w + 1]])

@@ -13,7 +13,7 @@ import functools
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import gymnasium as gym
 

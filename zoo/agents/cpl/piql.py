@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Callable
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -19,7 +16,7 @@ from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
 from zoo.agents.cpl.agent import CPL, CPLConfig
 from zoo.agents.off_policy import polyak_update
-from zoo.buffers.trajectories import PreferenceDataset
+from zoo.agents.sac import QNetwork
 from zoo.errors import ConfigError
 from zoo.nets import adam, make_encoder, mlp
 
@@ -69,18 +66,6 @@ class PIQLConfig(CPLConfig):
             raise ConfigError("expectile must lie in (0, 1), gamma in [0, 1] and reward_steps be >= 0")
 
 
-class StateActionMLP(nn.Module):
-    """``f(s, a)`` -> scalar: reward model and Q-functions."""
-
-    def __init__(self, observation_space, action_dim: int, hidden):
-        super().__init__()
-        self.encoder = make_encoder(observation_space)
-        self.net = mlp(self.encoder.out_dim + action_dim, hidden, 1, "relu")
-
-    def forward(self, obs, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([self.encoder(obs), action], dim=-1)).squeeze(-1)
-
-
 class StateMLP(nn.Module):
     """``V(s)``."""
 
@@ -115,11 +100,10 @@ class PIQL(CPL):
     def _build(self) -> None:
         super()._build()
         c = self.config
-        obs_space = self.env.single_observation_space
-        dim = int(np.prod(self.env.single_action_space.shape))
-        self.reward_model = StateActionMLP(obs_space, dim, c.critic_hidden).to(self.device)
-        self.q1 = StateActionMLP(obs_space, dim, c.critic_hidden).to(self.device)
-        self.q2 = StateActionMLP(obs_space, dim, c.critic_hidden).to(self.device)
+        obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
+        self.reward_model = QNetwork(obs_space, act_space, c.critic_hidden, "relu").to(self.device)  # r(s, a)
+        self.q1 = QNetwork(obs_space, act_space, c.critic_hidden, "relu").to(self.device)
+        self.q2 = QNetwork(obs_space, act_space, c.critic_hidden, "relu").to(self.device)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         self.value = StateMLP(obs_space, c.critic_hidden).to(self.device)
         self.reward_optimizer = adam(self.reward_model.parameters(), lr=c.critic_lr)
