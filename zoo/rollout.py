@@ -32,6 +32,11 @@ class PolicyStep(NamedTuple):
     value: Optional[torch.Tensor] = None
     env_action: Optional[torch.Tensor] = None
 
+    @property
+    def to_env(self) -> torch.Tensor:
+        """What ``VecEnv.step`` receives."""
+        return self.action if self.env_action is None else self.env_action
+
 
 Policy = Callable[[Obs], Union[PolicyStep, torch.Tensor]]
 ValueFn = Callable[[Obs], torch.Tensor]
@@ -107,12 +112,15 @@ class EpisodeStats:
         """Number of finished episodes so far (syncs with the device)."""
         return int(self.count)
 
-    def summary(self) -> dict[str, float]:
-        """Mean return, length (and success rate) over the last ``window`` finished episodes."""
+    def summary(self, first: int | None = None) -> dict[str, float]:
+        """Mean return, length (and success rate) over the last ``window`` finished episodes, or over
+        the first ``first`` ones when the window has not wrapped (as ``evaluate_policy`` arranges)."""
         n = min(int(self.count), self.window)
+        if first is not None:
+            n = min(n, first)
         if n == 0:
             return {"episodes": 0}
-        out = {"episodes": int(self.count), "return_mean": float(self.returns[:n].mean()),
+        out = {"episodes": int(self.count) if first is None else n, "return_mean": float(self.returns[:n].mean()),
                "return_std": float(self.returns[:n].std(unbiased=False)),
                "length_mean": float(self.lengths[:n].double().mean())}
         if self.has_success:
@@ -195,8 +203,7 @@ class RolloutCollector:
             self.actions[t] = step.action
             self.log_probs[t] = 0.0 if step.log_prob is None else step.log_prob
             self.values[t] = 0.0 if step.value is None else step.value.reshape(-1)
-            obs, reward, terminated, truncated, info = self.env.step(
-                step.action if step.env_action is None else step.env_action)
+            obs, reward, terminated, truncated, info = self.env.step(step.to_env)
             self.rewards[t] = reward
             self.terminated[t] = terminated
             self.truncated[t] = truncated
@@ -227,16 +234,9 @@ def evaluate_policy(env: VecEnv, policy: Policy, n_episodes: int, seed: int | No
     obs = env.reset(seed=seed)
     steps = 0
     while stats.episodes < n_episodes:
-        step = _as_step(policy(obs))
-        obs, reward, terminated, truncated, info = env.step(step.action if step.env_action is None else step.env_action)
+        obs, reward, terminated, truncated, info = env.step(_as_step(policy(obs)).to_env)
         stats.update(reward, terminated, truncated, info.get("success"))
         steps += 1
         if steps >= max_steps:
             raise RuntimeError(f"evaluate_policy: {n_episodes} episodes did not finish within {max_steps} steps")
-    returns = stats.returns[:n_episodes]
-    out = {"episodes": n_episodes, "return_mean": float(returns.mean()),
-           "return_std": float(returns.std(unbiased=False)),
-           "length_mean": float(stats.lengths[:n_episodes].double().mean())}
-    if stats.has_success:
-        out["success_rate"] = float(stats.successes[:n_episodes].mean())
-    return out
+    return stats.summary(first=n_episodes)

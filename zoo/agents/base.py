@@ -18,7 +18,7 @@ from torch import nn
 
 from zoo import __version__
 from zoo.agents.config import AgentConfig
-from zoo.checkpoint import load_checkpoint, pack_state, read_checkpoint_config, save_checkpoint, unpack_state
+from zoo.checkpoint import load_checkpoint, pack_state, save_checkpoint, unpack_state
 from zoo.envs import make_env
 from zoo.envs.vec import VecEnv
 from zoo.errors import CheckpointError, ConfigError
@@ -225,7 +225,3 @@ def load_agent(path: str | os.PathLike, env: str | VecEnv | None = None, device:
     """Load any registered agent's checkpoint (the class is read from the file)."""
     return Agent.load(path, env=env, device=device)
 
-
-def checkpoint_summary(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON config of an agent checkpoint, without loading tensors."""
-    return read_checkpoint_config(path)

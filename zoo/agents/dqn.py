@@ -50,6 +50,12 @@ def linear_schedule(start: float, end: float, fraction: float, progress: float) 
 
 
 # ----------------------------------------------------------------------------- config
+# rl-baselines3-zoo dqn.yml, CartPole-v1 (5e4 steps)
+_CARTPOLE = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
+                 target_network_frequency=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+                 end_e=0.04, hidden=(256, 256))
+
+
 @dataclasses.dataclass
 class DQNConfig(OffPolicyConfig):
     """Defaults: CleanRL ``dqn.py``'s schedule and sizes, with SB3's Huber loss and gradient clipping and
@@ -71,15 +77,7 @@ class DQNConfig(OffPolicyConfig):
     hidden: tuple[int, ...] = (120, 84)
     activation: str = "relu"
 
-    PRESETS = {
-        # rl-baselines3-zoo dqn.yml, CartPole-v1 (5e4 steps)
-        "*/CartPole-v1": dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
-                              gamma=0.99, target_network_frequency=10, train_freq=256, gradient_steps=128,
-                              exploration_fraction=0.16, end_e=0.04, hidden=(256, 256)),
-        "torch/cartpole": dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
-                               gamma=0.99, target_network_frequency=10, train_freq=256, gradient_steps=128,
-                               exploration_fraction=0.16, end_e=0.04, hidden=(256, 256)),
-    }
+    PRESETS = {"*/CartPole-v1": _CARTPOLE, "torch/cartpole": _CARTPOLE}
 
     def validate(self) -> None:
         super().validate()

@@ -53,6 +53,11 @@ def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.T
 
 
 # ----------------------------------------------------------------------------- config
+# rl-baselines3-zoo ppo.yml, CartPole-v1 (lin_0.001 learning rate, lin_0.2 clip range)
+_CARTPOLE = dict(num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98, gae_lambda=0.8,
+                 ent_coef=0.0, learning_rate=1e-3, anneal_clip=True, clip_vloss=False)
+
+
 @dataclasses.dataclass
 class PPOConfig(AgentConfig):
     """Defaults: CleanRL ``ppo.py`` / ``ppo_continuous_action.py``; presets: rl-baselines3-zoo."""
@@ -81,11 +86,8 @@ class PPOConfig(AgentConfig):
     adam_eps: float = 1e-5
 
     PRESETS = {
-        # rl-baselines3-zoo ppo.yml, CartPole-v1 (lin_0.001 learning rate, lin_0.2 clip range)
-        "*/CartPole-v1": dict(num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98,
-                              gae_lambda=0.8, ent_coef=0.0, learning_rate=1e-3, anneal_clip=True, clip_vloss=False),
-        "torch/cartpole": dict(num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98,
-                               gae_lambda=0.8, ent_coef=0.0, learning_rate=1e-3, anneal_clip=True, clip_vloss=False),
+        "*/CartPole-v1": _CARTPOLE,
+        "torch/cartpole": _CARTPOLE,
         # CleanRL ppo_continuous_action.py (MuJoCo / dm-control)
         "dmc/*": dict(num_envs=1, num_steps=2048, learning_rate=3e-4, num_minibatches=32, update_epochs=10,
                       ent_coef=0.0, normalize_obs=True, normalize_reward=True),

@@ -62,18 +62,27 @@ Array = Union[np.ndarray, torch.Tensor]
 # ---------------------------------------------------------------------------
 
 
+@njit(cache=True, inline="always")
+def _edge_value(t, i, T, terminated, truncated, bootstrap_values, last_values):
+    """Where the recursion stops at step ``t`` of env ``i``: (True, the value to bootstrap from) at a
+    termination (0), a truncation (the final observation's value) or the rollout's end (``last_values``);
+    (False, 0) where it carries on from step ``t + 1``."""
+    if terminated[t, i]:
+        return True, 0.0
+    if truncated[t, i]:
+        return True, bootstrap_values[t, i]
+    if t == T - 1:
+        return True, last_values[i]
+    return False, 0.0
+
+
 @njit(cache=True)
 def _discounted_returns_kernel(rewards, terminated, truncated, bootstrap_values, last_values, gamma, out):
     T, N = rewards.shape
     for t in range(T - 1, -1, -1):
         for i in range(N):
-            if terminated[t, i]:
-                nxt = 0.0
-            elif truncated[t, i]:
-                nxt = bootstrap_values[t, i]
-            elif t == T - 1:
-                nxt = last_values[i]
-            else:
+            edge, nxt = _edge_value(t, i, T, terminated, truncated, bootstrap_values, last_values)
+            if not edge:
                 nxt = out[t + 1, i]
             out[t, i] = rewards[t, i] + gamma * nxt
 
@@ -85,13 +94,8 @@ def _gae_kernel(rewards, values, terminated, truncated, bootstrap_values, last_v
     for t in range(T - 1, -1, -1):
         for i in range(N):
             carry = 0.0
-            if terminated[t, i]:
-                nxt = 0.0
-            elif truncated[t, i]:
-                nxt = bootstrap_values[t, i]
-            elif t == T - 1:
-                nxt = last_values[i]
-            else:
+            edge, nxt = _edge_value(t, i, T, terminated, truncated, bootstrap_values, last_values)
+            if not edge:
                 nxt = values[t + 1, i]
                 carry = adv_out[t + 1, i]
             v = values[t, i]
@@ -132,16 +136,9 @@ def _vtrace_kernel(log_rhos, rewards, values, terminated, truncated, bootstrap_v
             rho = min(rho_bar, ratio)
             c = lam * min(c_bar, ratio)
             carry = 0.0
-            if terminated[t, i]:
-                nxt = 0.0
-                vs_nxt = 0.0
-            elif truncated[t, i]:
-                nxt = bootstrap_values[t, i]
-                vs_nxt = nxt
-            elif t == T - 1:
-                nxt = last_values[i]
-                vs_nxt = nxt
-            else:
+            edge, nxt = _edge_value(t, i, T, terminated, truncated, bootstrap_values, last_values)
+            vs_nxt = nxt
+            if not edge:
                 nxt = values[t + 1, i]
                 vs_nxt = vs_out[t + 1, i]
                 carry = vs_nxt - nxt

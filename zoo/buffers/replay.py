@@ -171,33 +171,34 @@ class ReplayBuffer:
         self._action_shape = shape
         self._action_dtype = np.int64 if dtype == torch.int64 else np.float32
         S, N = self.num_slots, self.num_envs
-        self.observations = {k: np.zeros((S, N, *shp), dtype=dt) for k, (shp, dt) in self._obs_fields.items()}
-        if optimize_memory:
-            self.next_observations = None
-            self._latest_next = {k: np.zeros((N, *shp), dtype=dt) for k, (shp, dt) in self._obs_fields.items()}
-            self._final_index = np.full((S, N), -1, dtype=np.int64)
-            self._final_store = {k: np.zeros((max(16, N), *shp), dtype=dt) for k, (shp, dt) in self._obs_fields.items()}
-            self._final_free = list(range(max(16, N)))[::-1]
-        else:
-            self.next_observations = {k: np.zeros((S, N, *shp), dtype=dt) for k, (shp, dt) in self._obs_fields.items()}
-        self.actions = np.zeros((S, N, *self._action_shape), dtype=self._action_dtype)
-        self.rewards = np.zeros((S, N), dtype=np.float32)
-        self.terminated = np.zeros((S, N), dtype=np.bool_)
-        self.truncated = np.zeros((S, N), dtype=np.bool_)
-        if not self._dict_obs and not optimize_memory:
+        self._fast_path = not self._dict_obs and not optimize_memory
+        scalars = [(self._action_shape, self._action_dtype), ((), np.float32), ((), np.bool_), ((), np.bool_)]
+        if self._fast_path:
             # One record per transition (obs, next obs, action, reward, flags side by side): a sampled
             # transition then costs a few neighbouring cache lines instead of one miss per field.
             (shp, dt), = self._obs_fields.values()
-            views = _interleaved(S, N, [((shp, dt)), ((shp, dt)), (self._action_shape, self._action_dtype),
-                                        ((), np.float32), ((), np.bool_), ((), np.bool_)])
+            views = _interleaved(S, N, [(shp, dt), (shp, dt)] + scalars)
             self.observations = {None: views[0]}
             self.next_observations = {None: views[1]}
             self.actions, self.rewards, self.terminated, self.truncated = views[2:]
+        else:
+            self.observations = {k: np.zeros((S, N, *shp), dtype=dt) for k, (shp, dt) in self._obs_fields.items()}
+            self.actions, self.rewards, self.terminated, self.truncated = (
+                np.zeros((S, N, *shape), dtype=dtype) for shape, dtype in scalars)
+            if optimize_memory:
+                self.next_observations = None
+                self._latest_next = {k: np.zeros((N, *shp), dtype=dt) for k, (shp, dt) in self._obs_fields.items()}
+                self._final_index = np.full((S, N), -1, dtype=np.int64)
+                self._final_store = {k: np.zeros((max(16, N), *shp), dtype=dt)
+                                     for k, (shp, dt) in self._obs_fields.items()}
+                self._final_free = list(range(max(16, N)))[::-1]
+            else:
+                self.next_observations = {k: np.zeros((S, N, *shp), dtype=dt)
+                                          for k, (shp, dt) in self._obs_fields.items()}
         self.pos = 0
         self.full = False
         self._staging: dict[int, dict[str, Any]] = {}
         # the common case (array observations, next observations stored) samples in one numba call
-        self._fast_path = not self._dict_obs and not optimize_memory
         self._pool = np.empty(0, dtype=np.uint64)
         self._pool_pos = 0
         if self._fast_path:

@@ -255,6 +255,7 @@ class HostVecEnv(VecEnv):
         self._block = np.frombuffer(shared, dtype=np.uint8)
         self._views = self._layout.numpy_views(self._block)
         bounds = np.linspace(0, self.num_envs, num_workers + 1).round().astype(int)
+        self._worker_bounds = bounds
         try:
             for w in range(num_workers):
                 lo, hi = int(bounds[w]), int(bounds[w + 1])
@@ -340,11 +341,8 @@ class HostVecEnv(VecEnv):
         return self._carve_obs(self._outputs())
 
     def _split(self, items: list) -> list[list]:
-        out = []
-        bounds = np.linspace(0, self.num_envs, len(self._conns) + 1).round().astype(int)
-        for w in range(len(self._conns)):
-            out.append(items[bounds[w]:bounds[w + 1]])
-        return out
+        bounds = self._worker_bounds
+        return [items[bounds[w]:bounds[w + 1]] for w in range(len(self._conns))]
 
     def step(self, actions: torch.Tensor):
         self._check_open()

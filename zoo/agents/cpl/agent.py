@@ -37,6 +37,13 @@ ACTION_CLIP = 1.0 - 1e-5
 VARIANTS = {"cpl": (0.1, 0.5, 0.0), "cpl_bc": (0.1, 1.0, 1.0), "cpl_kl": (0.2, 0.75, 0.0)}
 
 
+def flatten_time(x):
+    """``(B, L, ...)`` -> ``(B * L, ...)`` for a tensor or a dict of tensors (segments to steps)."""
+    if isinstance(x, dict):
+        return {k: v.reshape(-1, *v.shape[2:]) for k, v in x.items()}
+    return x.reshape(-1, *x.shape[2:])
+
+
 @dataclasses.dataclass
 class CPLConfig(AgentConfig):
     """Defaults: the paper's state-based MetaWorld settings; ``alpha``, ``lam`` and ``bc_coeff`` left at None
@@ -165,9 +172,7 @@ class CPL(Agent):
     def _segment_log_probs(self, actor: CPLActor, obs, actions: torch.Tensor) -> torch.Tensor:
         """``log pi(a_t|s_t)`` for a ``(B, L, ...)`` batch of segments, as ``(B, L)``."""
         B, L = actions.shape[:2]
-        flat_obs = {k: v.reshape(B * L, *v.shape[2:]) for k, v in obs.items()} if isinstance(obs, dict) \
-            else obs.reshape(B * L, *obs.shape[2:])
-        return actor.log_prob(flat_obs, actions.reshape(B * L, -1)).reshape(B, L)
+        return actor.log_prob(flatten_time(obs), actions.reshape(B * L, -1)).reshape(B, L)
 
     def _switch_to_cpl(self) -> None:
         """End of the BC phase: fresh optimizer; CPL-KL freezes the reference policy."""

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
-from zoo.agents.cpl.agent import CPL, CPLConfig
+from zoo.agents.cpl.agent import CPL, CPLConfig, flatten_time
 from zoo.agents.off_policy import polyak_update
 from zoo.agents.sac import QNetwork
 from zoo.errors import ConfigError
@@ -78,13 +78,6 @@ class StateMLP(nn.Module):
         return self.net(self.encoder(obs)).squeeze(-1)
 
 
-def _flatten_time(x):
-    """``(B, L, ...)`` -> ``(B * L, ...)`` for a tensor or a dict of tensors."""
-    if isinstance(x, dict):
-        return {k: v.reshape(-1, *v.shape[2:]) for k, v in x.items()}
-    return x.reshape(-1, *x.shape[2:])
-
-
 def _steps(x, start: int, stop: int):
     return {k: v[:, start:stop] for k, v in x.items()} if isinstance(x, dict) else x[:, start:stop]
 
@@ -121,7 +114,7 @@ class PIQL(CPL):
     def segment_rewards(self, obs, actions: torch.Tensor) -> torch.Tensor:
         """Predicted rewards ``(B, L)`` of a batch of segments."""
         B, L = actions.shape[:2]
-        return self.reward_model(_flatten_time(obs), actions.reshape(B * L, -1)).reshape(B, L)
+        return self.reward_model(flatten_time(obs), actions.reshape(B * L, -1)).reshape(B, L)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.num_timesteps < self.config.reward_steps:
@@ -145,8 +138,8 @@ class PIQL(CPL):
             if isinstance(batch["obs_a"], dict) else torch.cat([batch["obs_a"], batch["obs_b"]])
         actions = torch.cat([batch["act_a"], batch["act_b"]]).clamp(-1.0, 1.0)
         L = actions.shape[1]
-        s, a = _flatten_time(_steps(obs, 0, L - 1)), _flatten_time(actions[:, :L - 1])
-        s_next = _flatten_time(_steps(obs, 1, L))
+        s, a = flatten_time(_steps(obs, 0, L - 1)), flatten_time(actions[:, :L - 1])
+        s_next = flatten_time(_steps(obs, 1, L))
         with torch.no_grad():
             reward = self.reward_model(s, a)
             q_target = torch.min(self.q1_target(s, a), self.q2_target(s, a))
