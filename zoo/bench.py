@@ -29,6 +29,11 @@ class QuickTask:
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_episodes: int = 10
     metric: str = "return_mean"  # or "success_rate"
+    #: builds constructor arguments that need work first (an offline agent's dataset):
+    #: ``setup(seed, scale) -> kwargs``, ``scale`` being the step-budget factor of the run
+    setup: Callable[[int, float], dict[str, Any]] | None = None
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # for make_env (e.g. a horizon)
+    curve: str = "return_mean"  # the progress column plotted against steps
 
 
 _QUICK: dict[str, QuickTask] = {}
@@ -50,6 +55,26 @@ register_quick_task(QuickTask("DQN", "gym/CartPole-v1", 50_000,
 register_quick_task(QuickTask("SAC", "gym/Pendulum-v1", 10_000,
                               "-202 ± 61 (rl-baselines3-zoo benchmark, SAC Pendulum-v0, 20k steps)"))
 
+
+
+def _drawer_open_preferences(seed: int, scale: float) -> dict[str, Any]:
+    """CPL's quick dataset: 200 degraded-expert episodes on drawer-open-v3 (35% success), 4,000 dense pairs
+    (fewer when the run is scaled down)."""
+    from zoo.datasets.metaworld_prefs import make_preference_dataset
+
+    episodes, pairs = max(10, int(200 * min(scale, 1.0))), max(50, int(4000 * min(scale, 1.0)))
+    return {"dataset": make_preference_dataset("drawer-open-v3", episodes, pairs, regime="dense", seed=seed)}
+
+
+register_quick_task(QuickTask(
+    "CPL", "metaworld/drawer-open-v3", 6_000,
+    "83.6% success (CPL paper, drawer-open-v2, dense 2.5k, 500k steps); behaviour cloning on this data: "
+    "14% (tests/test_cpl_metaworld.py)",
+    hyperparameters=dict(hidden=(128, 128), dropout=0.0, batch_size=32, learning_rate=1e-3, bc_steps=1_000,
+                         warmup_steps=600),
+    eval_episodes=25, metric="success_rate", setup=_drawer_open_preferences, curve="accuracy",
+    env_kwargs=dict(max_episode_steps=250)))
+
 COLUMNS = ["agent", "task", "steps", "wall_time_s", "sps", "final", "metric", "reference"]
 
 
@@ -57,6 +82,7 @@ def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale
               device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Train each quick task (``scale`` multiplies the step budgets), write results.{md,csv} and curves.png."""
     from zoo.agents import get_agent
+    from zoo.envs import make_env
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +96,9 @@ def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale
         task = tasks[name]
         steps = max(1, int(task.steps * scale))
         log(f"[bench quick] {name} on {task.env_id} for {steps} steps")
-        agent = get_agent(name)(task.env_id, seed=seed, device=device, **task.hyperparameters)
+        extra = task.setup(seed, scale) if task.setup is not None else {}
+        env = make_env(task.env_id, seed=seed, device=device, **task.env_kwargs) if task.env_kwargs else task.env_id
+        agent = get_agent(name)(env, seed=seed, device=device, **task.hyperparameters, **extra)
         start = time.perf_counter()
         agent.learn(steps, progress=progress, log_dir=out / "runs" / name, log_interval_s=0.5)
         wall = time.perf_counter() - start
@@ -102,7 +130,7 @@ def write_results(out: Path, rows: list[dict]) -> None:
 
 
 def plot_curves(out: Path, rows: list[dict]) -> Path:
-    """Episode return (mean over the recent window) against env steps, one panel per agent."""
+    """Each task's curve column (training return by default) against steps, one panel per agent."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,13 +138,15 @@ def plot_curves(out: Path, rows: list[dict]) -> Path:
 
     fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(4.5 * max(1, len(rows)), 3.4), squeeze=False)
     for ax, row in zip(axes[0], rows):
+        task = _QUICK.get(row["agent"])
+        column = task.curve if task is not None else "return_mean"
         progress = read_progress(out / "runs" / row["agent"])
-        points = [(r["step"], r["return_mean"]) for r in progress if not math.isnan(r.get("return_mean", math.nan))]
+        points = [(r["step"], r[column]) for r in progress if not math.isnan(r.get(column, math.nan))]
         if points:
             ax.plot(*zip(*points), color="tab:blue")
         ax.set_title(f"{row['agent']} on {row['task']}", fontsize=10)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("training return (last 100 episodes)")
+        ax.set_xlabel("steps")
+        ax.set_ylabel("training return (last 100 episodes)" if column == "return_mean" else column)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "curves.png"

@@ -5,11 +5,13 @@ without any download, episodes come from MetaWorld's scripted expert
 policies (``metaworld.policies``) degraded by behaviours that are wrong in a
 consistent direction, so that imitating the data does not recover the
 expert (zero-mean noise around one expert would: behaviour cloning would
-average it away and CPL could not win):
+average it away and CPL could not win). The offsets and biases of one dataset
+share a direction (drawn once per dataset, jittered per episode by
+``direction_spread``), so they do not cancel across episodes either:
 
 - ``delay``: the arm repeats its previous action for a few steps at a time (sluggish control);
 - ``wrong_subgoal``: for a stretch of the episode it heads for a wrong point (the expert's motion plus a
-  fixed offset direction);
+  fixed offset);
 - ``biased_noise``: a constant bias vector plus noise on every action;
 - ``random_phase``: uniformly random actions during a random window;
 - ``expert``: the clean scripted policy (a minority of episodes).
@@ -57,12 +59,18 @@ class BehaviourMix:
     noise_bias: tuple[float, float] = (0.5, 1.0)
     noise_std: float = 0.2
     random_window: tuple[float, float] = (0.5, 1.0)  # fraction of the episode
+    direction_spread: float = 0.3  # per-episode jitter of the dataset's bias direction (std, unit vector)
 
-    def sample(self, rng: np.random.Generator, horizon: int) -> "Behaviour":
+    def bias_direction(self, rng: np.random.Generator) -> np.ndarray:
+        """The dataset's bias direction in xyz (drawn once per dataset)."""
+        direction = rng.normal(size=3)
+        return direction / (np.linalg.norm(direction) + 1e-8)
+
+    def sample(self, rng: np.random.Generator, horizon: int, bias_direction: np.ndarray) -> "Behaviour":
         names = list(self.weights)
         p = np.array([self.weights[n] for n in names], dtype=np.float64)
         kind = names[rng.choice(len(names), p=p / p.sum())]
-        direction = rng.normal(size=3)
+        direction = bias_direction + rng.normal(scale=self.direction_spread, size=3)
         direction /= np.linalg.norm(direction) + 1e-8
         start = int(rng.integers(0, max(1, horizon // 4)))
         length = int(horizon * rng.uniform(*self.random_window))
@@ -108,8 +116,9 @@ def collect_episodes(task: str, num_episodes: int, seed: int = 0, horizon: int =
     expert = scripted_expert(task)
     env = make_single_env(f"metaworld/{task}", seed=seed, max_episode_steps=horizon)
     store = TrajectoryStore(capacity=num_episodes * horizon)
+    bias_direction = mix.bias_direction(rng)
     for episode in range(num_episodes):
-        behaviour = mix.sample(rng, horizon)
+        behaviour = mix.sample(rng, horizon, bias_direction)
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
         observations, actions, rewards, successes = [], [], [], []
         previous = None
@@ -147,8 +156,10 @@ def fit_value_function(store: TrajectoryStore, gamma: float = 0.99, epochs: int 
     mean, std = obs.mean(0), obs.std(0) + 1e-6
     scale = float(target.abs().max()) or 1.0
     gen = torch.Generator().manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(obs.shape[1], hidden), torch.nn.ReLU(),
-                              torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's RNG alone
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(obs.shape[1], hidden), torch.nn.ReLU(),
+                                  torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     for _ in range(epochs):
         for idx in torch.randperm(len(obs), generator=gen).split(512):
