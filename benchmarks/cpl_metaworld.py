@@ -1,7 +1,8 @@
 """BC, SFT, P-IQL and CPL on MetaWorld preference datasets (the CPL paper's comparison, in kind).
 
     python benchmarks/cpl_metaworld.py [--quick] [--tasks drawer-open-v3 ...] [--regimes dense sparse]
-                                       [--seeds 0 1 2] [--steps N] [--jobs J] [--out DIR]
+                                       [--seeds 0 1 2] [--steps N] [--methods BC SFT PIQL CPL]
+                                       [--jobs J] [--out DIR]
 
 For each task and regime a dataset is built once (``zoo.datasets.metaworld_prefs``: 200 episodes of
 scripted experts degraded in biased ways, 4,000 pairs of 64-step segments, regret teacher) and cached in
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--regimes", nargs="+", default=["dense", "sparse"], choices=["dense", "sparse"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one CPU thread each)")
     parser.add_argument("--out", default="cpl-metaworld")
     args = parser.parse_args()
@@ -114,7 +116,7 @@ def main() -> None:
     from zoo.buffers import PreferenceDataset
 
     data = {(t, r): dataset_path(t, r, out, args.quick) for t in args.tasks for r in args.regimes}
-    keys = [(t, r, m, seed) for t in args.tasks for r in args.regimes for m in METHODS for seed in args.seeds]
+    keys = [(t, r, m, seed) for t in args.tasks for r in args.regimes for m in args.methods for seed in args.seeds]
     curves = {}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run, m, t, data[t, r], seed, steps, args.quick): (t, r, m, seed)
@@ -126,7 +128,7 @@ def main() -> None:
     for task in args.tasks:
         for regime in args.regimes:
             data_success = PreferenceDataset.load(data[task, regime]).metadata["data_success_rate"]
-            for method in METHODS:
+            for method in args.methods:
                 runs = [curves[task, regime, method, seed] for seed in args.seeds]
                 finals = [c[-1][1] for c in runs]
                 best = [max(s for _, s in c) for c in runs]
@@ -157,7 +159,7 @@ def main() -> None:
     keys = sorted({(t, r) for t, r, _, _ in curves})
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, (task, regime) in zip(axes[0], keys):
-        for method in METHODS:
+        for method in args.methods:
             runs = [np.array(c) for (t, r, m, _), c in curves.items() if (t, r, m) == (task, regime, method)]
             if runs:
                 mean = np.mean([r[:, 1] for r in runs], axis=0)

@@ -43,7 +43,8 @@ from zoo.agents.base import Agent, load_agent  # noqa: E402
 from zoo.agents.cpl.agent import CPL, SFT  # noqa: E402
 from zoo.agents.cpl.piql import PIQL  # noqa: E402
 from zoo.agents.dqn import DQN  # noqa: E402
+from zoo.agents.gbrl import GBRL  # noqa: E402
 from zoo.agents.ppo import PPO  # noqa: E402
 from zoo.agents.sac import SAC  # noqa: E402
 
-__all__ += ["Agent", "load_agent", "PPO", "SAC", "DQN", "CPL", "SFT", "PIQL"]
+__all__ += ["Agent", "load_agent", "PPO", "GBRL", "SAC", "DQN", "CPL", "SFT", "PIQL"]

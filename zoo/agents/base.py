@@ -186,7 +186,16 @@ class Agent:
             tensors.update(packed)
         config = dict(self.describe(), num_timesteps=self.num_timesteps, optimizers=skeletons,
                       extra_state=self.extra_state())
-        return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
+        saved = save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
+        self.save_companions(saved)
+        return saved
+
+    def save_companions(self, path: Path) -> None:
+        """Write state that is not torch tensors beside the checkpoint at ``path`` (e.g. a tree ensemble in
+        its library's own file format); the default has none."""
+
+    def load_companions(self, path: Path) -> None:
+        """Read what :meth:`save_companions` wrote beside the checkpoint at ``path``."""
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: str | VecEnv | None = None,
@@ -218,6 +227,7 @@ class Agent:
             optimizer.load_state_dict(unpack_state(opt_tensors, config["optimizers"][name]))
         agent.num_timesteps = int(config.get("num_timesteps", 0))
         agent.load_extra_state(config.get("extra_state", {}))
+        agent.load_companions(Path(path))
         return agent
 
 

@@ -183,7 +183,7 @@ class PPO(Agent):
         c = self.config
         check_minibatches(c, self.env.num_envs)  # the env passed in may have another num_envs than the config
         self.policy = self.build_policy().to(self.device)
-        self.optimizer = adam(self.policy.parameters(), lr=c.learning_rate, eps=c.adam_eps)
+        self.optimizer = self.build_optimizer()
         self.collector = RolloutCollector(self.env, c.num_steps)
         self.reward_scaler = RewardScaler(self.env.num_envs, c.gamma).to(self.device) if c.normalize_reward else None
 
@@ -191,6 +191,9 @@ class PPO(Agent):
         c = self.config
         return ActorCritic(self.env.single_observation_space, self.env.single_action_space, c.hidden, c.activation,
                            c.log_std_init, c.normalize_obs)
+
+    def build_optimizer(self) -> torch.optim.Optimizer | None:
+        return adam(self.policy.parameters(), lr=self.config.learning_rate, eps=self.config.adam_eps)
 
     def state_modules(self) -> dict[str, nn.Module]:
         modules = {"policy": self.policy}
@@ -234,6 +237,18 @@ class PPO(Agent):
     def value_loss(self, values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor) -> torch.Tensor:
         return value_loss(values, returns, old_values, self.config.clip_coef if self.config.clip_vloss else None)
 
+    def apply_gradients(self, loss: torch.Tensor, obs: Obs) -> None:
+        """One parameter update from a minibatch's loss (``obs``: the minibatch; gradient-boosted agents grow
+        a tree on it instead)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+
+    def set_learning_rate(self, fraction: float) -> None:
+        """Anneal the learning rate to ``fraction`` of its initial value."""
+        self.optimizer.param_groups[0]["lr"] = self.config.learning_rate * fraction
+
     # -- training -----------------------------------------------------------------
     def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
         c = self.config
@@ -243,11 +258,11 @@ class PPO(Agent):
         for update in range(num_updates):
             progress = update / num_updates
             if c.anneal_lr:
-                self.optimizer.param_groups[0]["lr"] = c.learning_rate * (1.0 - progress)
+                self.set_learning_rate(1.0 - progress)
             rollout = self.collector.collect(self._policy_step, value_fn=self.policy.value)
             self.num_timesteps = start + (update + 1) * batch
             metrics = self.update(rollout, progress)
-            if self.policy.obs_norm is not None:  # after the update, which must see the rollout's statistics
+            if getattr(self.policy, "obs_norm", None) is not None:  # after the update, which must see the rollout's statistics
                 self.policy.obs_norm.stats.update(rollout.obs)
             metrics.update(self.collector.stats.summary())
             if not report(metrics):
@@ -277,10 +292,7 @@ class PPO(Agent):
                 v_loss = self.value_loss(values, returns[idx], old_values[idx])
                 entropy = dist.entropy().mean()
                 loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
-                self.optimizer.step()
+                self.apply_gradients(loss, obs_index(obs, idx))
                 with torch.no_grad():
                     approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
                     clip_frac = ((log_ratio.exp() - 1.0).abs() > c.clip_coef).float().mean()

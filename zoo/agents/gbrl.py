@@ -1,0 +1,222 @@
+"""GBRL (Fuhrer et al., 2024): actor-critic whose policy and value are gradient-boosted tree ensembles.
+
+The tree engine is the ``gbrl`` package (``pip install "zoo-rl[gbrl]"``). Each
+minibatch step is PPO's (or A2C's, or AWR's) ordinary torch loss on the
+ensemble's outputs; ``loss.backward()`` leaves the loss gradient on those
+outputs and gbrl fits one new tree to it (leaf value = mean gradient), added
+with the output slice's learning rate (policy ``[0, A)``, value ``[A, A+1)``).
+Rollouts, GAE and the losses are the base PPO's; only the function class and
+the parameter update differ. For Box actions the log-std is a torch parameter
+trained with Adam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from zoo.agents import register_agent
+from zoo.agents.config import positive
+from zoo.agents.ppo import PPO, PPOConfig
+from zoo.errors import CheckpointError, ConfigError, MissingExtraError
+from zoo.nets import adam
+from zoo.rollout import Obs
+
+
+def gbrl_models():
+    """``gbrl.models``, or a clear error naming the extra to install."""
+    try:
+        import gbrl.models
+    except ImportError as exc:
+        raise MissingExtraError("The GBRL agent", "gbrl", exc) from exc
+    return gbrl.models
+
+
+#: the reference's tuned CartPole settings (8 envs x 128 steps, batch 64, 1 epoch, its learning rates)
+_CARTPOLE = dict(num_envs=8, num_steps=128, num_minibatches=16, update_epochs=1, policy_lr=0.029, value_lr=0.015,
+                 ent_coef=0.0)
+
+
+@dataclasses.dataclass
+class GBRLConfig(PPOConfig):
+    """PPO's settings plus the trees'. ``learning_rate`` trains only the Gaussian log-std (Box actions)."""
+
+    objective: Literal["ppo", "a2c", "awr"] = "ppo"
+    policy_lr: float = 0.03
+    value_lr: float = 0.01
+    max_depth: int = 4
+    n_bins: int = 256
+    grow_policy: Literal["greedy", "oblivious"] = "greedy"
+    split_score_func: Literal["cosine", "l2"] = "cosine"
+    shared_tree_struct: bool = True
+    max_trees: int = 50_000  # boosting stops once the ensemble holds this many trees
+    categorical_obs: bool = False  # every observation feature is a category (e.g. grid cell codes)
+    awr_beta: float = 1.0
+    awr_max_weight: float = 20.0
+    anneal_lr: bool = False
+    clip_vloss: bool = False
+
+    PRESETS = {
+        "*/CartPole-v1": _CARTPOLE,
+        "torch/cartpole": _CARTPOLE,
+        # the reference's MiniGrid settings (16 envs x 256 steps, batch 512, 20 epochs)
+        "gym/MiniGrid-*": dict(num_envs=16, num_steps=256, num_minibatches=8, update_epochs=20, policy_lr=0.17,
+                               value_lr=0.01, categorical_obs=True),
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_beta", "awr_max_weight")
+
+
+class TreeActorCritic(nn.Module):
+    """A gbrl ``ActorCritic`` ensemble behind the interface of :class:`zoo.agents.ppo.ActorCritic`.
+
+    Forward passes made with gradients enabled record the ensemble's outputs so
+    that :meth:`boost` can grow a tree on their gradients.
+    """
+
+    obs_norm = None
+
+    def __init__(self, observation_space, action_space, config: GBRLConfig):
+        super().__init__()
+        models = gbrl_models()
+        if not isinstance(observation_space, spaces.Box):
+            raise ConfigError(f"GBRL needs Box observations (flattened into features), got {observation_space}")
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            if action_space.start != 0:
+                raise ConfigError(f"GBRL needs Discrete actions starting at 0, got {action_space}")
+            out = int(action_space.n)
+        elif isinstance(action_space, spaces.Box):
+            out = int(np.prod(action_space.shape))
+            self.log_std = nn.Parameter(torch.full((out,), float(config.log_std_init)))
+            self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+        else:
+            raise ConfigError(f"GBRL supports Discrete and Box action spaces, got {action_space}")
+        self.num_outputs = out
+        self.categorical = config.categorical_obs
+        value_start = out if config.shared_tree_struct else 0
+        self.trees = models.ActorCritic(
+            tree_struct={"max_depth": config.max_depth, "n_bins": config.n_bins, "min_data_in_leaf": 0,
+                         "par_th": 2, "grow_policy": config.grow_policy},
+            input_dim=int(np.prod(observation_space.shape)), output_dim=out + 1,
+            policy_optimizer={"algo": "SGD", "lr": config.policy_lr, "start_idx": 0, "stop_idx": out},
+            value_optimizer={"algo": "SGD", "lr": config.value_lr, "start_idx": value_start,
+                             "stop_idx": value_start + 1},
+            shared_tree_struct=config.shared_tree_struct,
+            params={"split_score_func": config.split_score_func, "generator_type": "Quantile"}, device="cpu")
+
+    def features(self, obs: Obs) -> np.ndarray:
+        """Observations as a ``(N, D)`` array: float32, or strings when every feature is categorical."""
+        if isinstance(obs, dict):
+            raise ConfigError("GBRL takes flat Box observations; flatten dict observations with a wrapper")
+        x = obs.reshape(obs.shape[0], -1).detach().cpu().numpy()
+        if self.categorical:
+            return x.astype(np.int64).astype(str)
+        return x.astype(np.float32, copy=False)
+
+    def _outputs(self, obs: Obs) -> tuple[torch.Tensor, torch.Tensor]:
+        device = obs.device if isinstance(obs, torch.Tensor) else torch.device("cpu")
+        logits, values = self.trees(self.features(obs), requires_grad=torch.is_grad_enabled())
+        return logits.reshape(-1, self.num_outputs).to(device), values.reshape(-1).to(device)
+
+    def distribution(self, logits: torch.Tensor) -> torch.distributions.Distribution:
+        if self.discrete:
+            return torch.distributions.Categorical(logits=logits, validate_args=False)
+        return torch.distributions.Independent(
+            torch.distributions.Normal(logits, self.log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    def forward(self, obs: Obs) -> tuple[torch.distributions.Distribution, torch.Tensor]:
+        logits, values = self._outputs(obs)
+        return self.distribution(logits), values
+
+    def value(self, obs: Obs) -> torch.Tensor:
+        with torch.no_grad():
+            return self._outputs(obs)[1]
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        return action if self.discrete else torch.max(torch.min(action, self.high), self.low)
+
+    def mode(self, dist: torch.distributions.Distribution) -> torch.Tensor:
+        return dist.probs.argmax(-1) if self.discrete else dist.mean
+
+    def num_trees(self) -> int:
+        count = self.trees.get_num_trees()
+        return int(max(count)) if isinstance(count, tuple) else int(count)
+
+    def boost(self) -> None:
+        """Grow one tree on the gradients left on the outputs of the last forward pass made with gradients."""
+        self.trees.step()
+
+
+@register_agent
+class GBRL(PPO):
+    """Gradient-Boosting RL: PPO (``objective="ppo"``), A2C or AWR with tree-ensemble actor and critic."""
+
+    config_class = GBRLConfig
+    config: GBRLConfig
+
+    def build_optimizer(self) -> torch.optim.Optimizer | None:
+        """Adam for the Gaussian log-std (Box actions); the trees are fitted by boosting, not by an optimizer."""
+        parameters = list(self.policy.parameters())
+        return adam(parameters, lr=self.config.learning_rate, eps=self.config.adam_eps) if parameters else None
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {} if self.optimizer is None else {"optimizer": self.optimizer}
+
+    def set_learning_rate(self, fraction: float) -> None:
+        if self.optimizer is not None:
+            super().set_learning_rate(fraction)
+
+    def build_policy(self) -> nn.Module:
+        return TreeActorCritic(self.env.single_observation_space, self.env.single_action_space, self.config)
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def policy_loss(self, log_ratio: torch.Tensor, advantages: torch.Tensor, progress: float) -> torch.Tensor:
+        c = self.config
+        if c.objective == "a2c":  # the policy gradient: d/dtheta of -A log pi (old log-prob is a constant)
+            return -(advantages * log_ratio).mean()
+        if c.objective == "awr":
+            weights = torch.exp(advantages / c.awr_beta).clamp(max=c.awr_max_weight)
+            return -(weights * log_ratio).mean()
+        return super().policy_loss(log_ratio, advantages, progress)
+
+    def apply_gradients(self, loss: torch.Tensor, obs: Obs) -> None:
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.policy.num_trees() < self.config.max_trees:
+            self.policy.boost()
+        if self.optimizer is not None:
+            nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+
+    def update(self, rollout, progress: float) -> dict[str, float]:
+        metrics = super().update(rollout, progress)
+        metrics["num_trees"] = float(self.policy.num_trees())
+        return metrics
+
+    # -- checkpoints: the ensemble goes to gbrl's own file beside the safetensors checkpoint -------------
+    @staticmethod
+    def trees_path(path: Path) -> Path:
+        return path.with_name(path.name + ".trees")
+
+    def save_companions(self, path: Path) -> None:
+        self.policy.trees.save_learner(str(self.trees_path(path)))
+
+    def load_companions(self, path: Path) -> None:
+        base = self.trees_path(path)
+        if not base.with_name(base.name + ".gbrl_model").exists() and not base.with_name(
+                base.name + ".gbrl_meta").exists():
+            raise CheckpointError(f"{path}: the tree ensemble {base}.gbrl_model saved beside it is missing")
+        self.policy.trees = gbrl_models().ActorCritic.load_learner(str(base), "cpu")
