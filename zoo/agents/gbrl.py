@@ -56,7 +56,9 @@ class GBRLConfig(PPOConfig):
     split_score_func: Literal["cosine", "l2"] = "cosine"
     shared_tree_struct: bool = True
     max_trees: int = 50_000  # boosting stops once the ensemble holds this many trees
-    categorical_obs: bool = False  # every observation feature is a category (e.g. grid cell codes)
+    #: 0: numeric features; k >= 1: every k consecutive integer features form one categorical feature
+    #: (k = 3 for MiniGrid's (object, colour, state) cells)
+    categorical_group: int = 0
     awr_beta: float = 1.0
     awr_max_weight: float = 20.0
     anneal_lr: bool = False
@@ -67,12 +69,14 @@ class GBRLConfig(PPOConfig):
         "torch/cartpole": _CARTPOLE,
         # the reference's MiniGrid settings (16 envs x 256 steps, batch 512, 20 epochs)
         "gym/MiniGrid-*": dict(num_envs=16, num_steps=256, num_minibatches=8, update_epochs=20, policy_lr=0.17,
-                               value_lr=0.01, categorical_obs=True),
+                               value_lr=0.01, categorical_group=3),
     }
 
     def validate(self) -> None:
         super().validate()
         positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_beta", "awr_max_weight")
+        if self.categorical_group < 0:
+            raise ConfigError(f"categorical_group must be >= 0, got {self.categorical_group}")
 
 
 class TreeActorCritic(nn.Module):
@@ -102,12 +106,16 @@ class TreeActorCritic(nn.Module):
         else:
             raise ConfigError(f"GBRL supports Discrete and Box action spaces, got {action_space}")
         self.num_outputs = out
-        self.categorical = config.categorical_obs
+        self.group = config.categorical_group
+        high = float(np.max(observation_space.high))
+        self.radix = int(high) + 1 if np.isfinite(high) and high < 2**16 else 2**16
+        dim = int(np.prod(observation_space.shape))
+        input_dim = -(-dim // self.group) if self.group else dim
         value_start = out if config.shared_tree_struct else 0
         self.trees = models.ActorCritic(
             tree_struct={"max_depth": config.max_depth, "n_bins": config.n_bins, "min_data_in_leaf": 0,
                          "par_th": 2, "grow_policy": config.grow_policy},
-            input_dim=int(np.prod(observation_space.shape)), output_dim=out + 1,
+            input_dim=input_dim, output_dim=out + 1,
             policy_optimizer={"algo": "SGD", "lr": config.policy_lr, "start_idx": 0, "stop_idx": out},
             value_optimizer={"algo": "SGD", "lr": config.value_lr, "start_idx": value_start,
                              "stop_idx": value_start + 1},
@@ -115,13 +123,19 @@ class TreeActorCritic(nn.Module):
             params={"split_score_func": config.split_score_func, "generator_type": "Quantile"}, device="cpu")
 
     def features(self, obs: Obs) -> np.ndarray:
-        """Observations as a ``(N, D)`` array: float32, or strings when every feature is categorical."""
+        """Observations as a ``(N, D)`` float32 array, or ``(N, ceil(D / k))`` category strings (one per group of
+        ``k = categorical_group`` features, which gbrl treats as categorical)."""
         if isinstance(obs, dict):
             raise ConfigError("GBRL takes flat Box observations; flatten dict observations with a wrapper")
         x = obs.reshape(obs.shape[0], -1).detach().cpu().numpy()
-        if self.categorical:
-            return x.astype(np.int64).astype(str)
-        return x.astype(np.float32, copy=False)
+        if not self.group:
+            return x.astype(np.float32, copy=False)
+        codes = np.rint(x).astype(np.int64)
+        n, d = codes.shape
+        pad = -d % self.group  # a last, shorter group is padded with zeros
+        codes = np.pad(codes, ((0, 0), (0, pad))).reshape(n, -1, self.group)
+        codes = (codes * self.radix ** np.arange(self.group)).sum(-1)  # one integer per group, mixed radix
+        return codes.astype(str)
 
     def _outputs(self, obs: Obs) -> tuple[torch.Tensor, torch.Tensor]:
         device = obs.device if isinstance(obs, torch.Tensor) else torch.device("cpu")

@@ -21,20 +21,58 @@ from zoo.envs.registry import Suite, register_suite
 _OTHER_SUITE_PREFIXES = ("Meta-World/", "NetHack", "MinAtar/")
 
 
+_MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
+
+
+def _register_minigrid(required: bool) -> None:
+    """Import ``minigrid`` (which registers its ids with gymnasium) when installed, or when ``required``."""
+    if any(i.startswith(_MINIGRID_PREFIXES) for i in gym.registry):
+        return
+    try:
+        import minigrid  # noqa: F401
+    except ImportError as exc:
+        if required:
+            from zoo.errors import MissingExtraError
+
+            raise MissingExtraError("MiniGrid environments", "minigrid", exc) from exc
+
+
 def _gym_tasks() -> list[str]:
+    _register_minigrid(required=False)
     return [i for i in gym.registry if not i.startswith(_OTHER_SUITE_PREFIXES)]
 
 
 def _gym_has_task(task: str) -> bool:
+    if task.startswith(_MINIGRID_PREFIXES):
+        _register_minigrid(required=True)
     return task in gym.registry and not task.startswith(_OTHER_SUITE_PREFIXES)
 
 
+class MiniGridSymbolic(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """MiniGrid's symbolic observation as one flat vector: the egocentric 7x7 view's (object, colour, state)
+    indices cell by cell, then the agent's direction (the mission text is dropped). Every feature is a small
+    integer category; GBRL groups each cell's three into one categorical feature (``categorical_group=3``)."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        image = env.observation_space["image"]
+        self.observation_space = spaces.Box(0.0, 255.0, (int(np.prod(image.shape)) + 1,), np.float32)
+
+    def observation(self, obs: dict) -> np.ndarray:
+        return np.append(obs["image"].reshape(-1), obs["direction"]).astype(np.float32)
+
+
 def _make_gym(task: str, seed: int | None = None, **kwargs) -> gym.Env:
-    return gym.make(task, **kwargs)
+    env = gym.make(task, **kwargs)
+    if task.startswith(_MINIGRID_PREFIXES):
+        env = MiniGridSymbolic(env)
+    return env
 
 
 register_suite(Suite(
-    name="gym", description="any registered gymnasium environment (gym/<gymnasium id>)",
+    name="gym", description="any registered gymnasium environment (gym/<gymnasium id>; MiniGrid ids with the "
+                            "minigrid extra, as flat symbolic observations)",
     requires=("gymnasium",), tasks=_gym_tasks, has_task=_gym_has_task, make_single=_make_gym,
 ))
 

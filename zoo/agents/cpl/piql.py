@@ -1,7 +1,8 @@
 """P-IQL, the CPL paper's RL baseline: a Bradley-Terry reward model on summed predicted rewards, then IQL
 (Kostrikov et al., 2022) on the dataset's transitions relabelled with the learned reward.
 
-Transitions are the consecutive steps inside each labelled segment (``s_t, a_t, s_{t+1}``, ``t < L - 1``).
+Transitions are the consecutive steps inside each labelled segment (``s_t, a_t, s_{t+1}``, ``t < L - 1``);
+each IQL step trains on ``iql_batch_size`` of them drawn from the sampled segments.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from zoo.agents.off_policy import polyak_update
 from zoo.agents.sac import QNetwork
 from zoo.errors import ConfigError
 from zoo.nets import adam, make_encoder, mlp
+from zoo.rollout import obs_index
 
 
 # ----------------------------------------------------------------------------- losses
@@ -56,11 +58,12 @@ class PIQLConfig(CPLConfig):
     critic_lr: float = 3e-4
     learning_rate: float = 3e-4
     critic_hidden: tuple[int, ...] = (256, 256)
+    iql_batch_size: int = 256  # transitions per IQL step, drawn from the sampled segments (IQL's batch of 256)
     bc_steps: int = 0
 
     def validate(self) -> None:
         super().validate()
-        positive(self, "beta", "clip_score", "tau", "critic_lr")
+        positive(self, "beta", "clip_score", "tau", "critic_lr", "iql_batch_size")
         valid_hidden(self, "critic_hidden")
         if not 0.0 < self.expectile < 1.0 or not 0.0 <= self.gamma <= 1.0 or self.reward_steps < 0:
             raise ConfigError("expectile must lie in (0, 1), gamma in [0, 1] and reward_steps be >= 0")
@@ -140,6 +143,9 @@ class PIQL(CPL):
         L = actions.shape[1]
         s, a = flatten_time(_steps(obs, 0, L - 1)), flatten_time(actions[:, :L - 1])
         s_next = flatten_time(_steps(obs, 1, L))
+        if a.shape[0] > c.iql_batch_size:
+            pick = torch.as_tensor(self._rng.choice(a.shape[0], c.iql_batch_size, replace=False), device=a.device)
+            s, a, s_next = obs_index(s, pick), a[pick], obs_index(s_next, pick)
         with torch.no_grad():
             reward = self.reward_model(s, a)
             q_target = torch.min(self.q1_target(s, a), self.q2_target(s, a))
