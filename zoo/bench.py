@@ -55,6 +55,8 @@ register_quick_task(QuickTask("DQN", "gym/CartPole-v1", 50_000,
 register_quick_task(QuickTask("SAC", "gym/Pendulum-v1", 10_000,
                               "-202 ± 61 (rl-baselines3-zoo benchmark, SAC Pendulum-v0, 20k steps)"))
 
+register_quick_task(QuickTask("GBRL", "gym/CartPole-v1", 100_000,
+                              "500 (the return cap; NN PPO reaches it on this budget, see the PPO row)"))
 
 
 def _drawer_open_preferences(seed: int, scale: float) -> dict[str, Any]:
