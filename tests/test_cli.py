@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -71,3 +72,17 @@ def test_bench_quick_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert {r["agent"] for r in rows} >= {"PPO", "SAC", "DQN", "CPL", "GBRL"}
     assert next(r for r in rows if r["agent"] == "CPL")["metric"] == "success_rate"
     assert all(float(r["sps"]) > 0 and r["reference"] for r in rows)
+
+
+def test_bench_quick_skips_an_agent_whose_extra_is_missing(tmp_path, monkeypatch):
+    from zoo import bench
+    from zoo.errors import MissingExtraError
+
+    def missing(seed, scale):
+        raise MissingExtraError("The CPL quick task", "metaworld")
+
+    monkeypatch.setitem(bench._QUICK, "CPL", dataclasses.replace(bench._QUICK["CPL"], setup=missing))
+    messages = []
+    rows = bench.run_quick(tmp_path, agents=["CPL", "PPO"], scale=0.01, progress=False, log=messages.append)
+    assert [r["agent"] for r in rows] == ["PPO"]
+    assert any("CPL skipped" in m and "zoo-rl[metaworld]" in m for m in messages)

@@ -85,6 +85,7 @@ def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale
     """Train each quick task (``scale`` multiplies the step budgets), write results.{md,csv} and curves.png."""
     from zoo.agents import get_agent
     from zoo.envs import make_env
+    from zoo.errors import MissingExtraError
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,9 +99,13 @@ def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale
         task = tasks[name]
         steps = max(1, int(task.steps * scale))
         log(f"[bench quick] {name} on {task.env_id} for {steps} steps")
-        extra = task.setup(seed, scale) if task.setup is not None else {}
-        env = make_env(task.env_id, seed=seed, device=device, **task.env_kwargs) if task.env_kwargs else task.env_id
-        agent = get_agent(name)(env, seed=seed, device=device, **task.hyperparameters, **extra)
+        try:
+            extra = task.setup(seed, scale) if task.setup is not None else {}
+            env = make_env(task.env_id, seed=seed, device=device, **task.env_kwargs) if task.env_kwargs else task.env_id
+            agent = get_agent(name)(env, seed=seed, device=device, **task.hyperparameters, **extra)
+        except MissingExtraError as exc:  # the other agents still run
+            log(f"[bench quick] {name} skipped: {exc}")
+            continue
         start = time.perf_counter()
         agent.learn(steps, progress=progress, log_dir=out / "runs" / name, log_interval_s=0.5)
         wall = time.perf_counter() - start
