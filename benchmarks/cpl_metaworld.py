@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -117,13 +118,19 @@ def main() -> None:
 
     data = {(t, r): dataset_path(t, r, out, args.quick) for t in args.tasks for r in args.regimes}
     keys = [(t, r, m, seed) for t in args.tasks for r in args.regimes for m in args.methods for seed in args.seeds]
-    curves = {}
+    # each finished run is kept in out/runs/, so an interrupted or extended benchmark only runs what is missing
+    runs_dir = out / "runs"
+    runs_dir.mkdir(exist_ok=True)
+    cached = lambda t, r, m, seed: runs_dir / f"{t}-{r}-{m}-{seed}-{steps}.json"  # noqa: E731
+    curves = {key: [tuple(p) for p in json.loads(cached(*key).read_text())] for key in keys if cached(*key).exists()}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run, m, t, data[t, r], seed, steps, args.quick): (t, r, m, seed)
-                   for t, r, m, seed in keys}
+                   for t, r, m, seed in keys if (t, r, m, seed) not in curves}
         for future in as_completed(futures):
-            curves[futures[future]] = future.result()
-            print(f"{' '.join(map(str, futures[future]))}: success {curves[futures[future]]}", flush=True)
+            key = futures[future]
+            curves[key] = future.result()
+            cached(*key).write_text(json.dumps(curves[key]))
+            print(f"{' '.join(map(str, key))}: success {curves[key]}", flush=True)
     rows = []
     for task in args.tasks:
         for regime in args.regimes:
