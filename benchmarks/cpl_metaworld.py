@@ -139,7 +139,7 @@ def main() -> None:
                 runs = [curves[task, regime, method, seed] for seed in args.seeds]
                 finals = [c[-1][1] for c in runs]
                 best = [max(s for _, s in c) for c in runs]
-                paper = PAPER.get(task, (None,) * 4)[METHODS.index(method)] or "-"
+                paper = (PAPER.get(task, (None,) * 4)[METHODS.index(method)] if regime == "dense" else None) or "-"
                 rows.append({"task": task, "regime": regime, "method": method, "steps": steps,
                              "success_final": f"{np.mean(finals):.1f} ± {np.std(finals):.1f}",
                              "success_best": f"{np.mean(best):.1f}",

@@ -193,9 +193,6 @@ class GBRL(PPO):
     def build_policy(self) -> nn.Module:
         return TreeActorCritic(self.env.single_observation_space, self.env.single_action_space, self.config)
 
-    def extra_state(self) -> dict:
-        return {}
-
     def policy_loss(self, log_ratio: torch.Tensor, advantages: torch.Tensor, progress: float) -> torch.Tensor:
         c = self.config
         if c.objective == "a2c":  # the policy gradient: d/dtheta of -A log pi (old log-prob is a constant)
