@@ -37,7 +37,7 @@ def test_a_boosting_step_moves_the_outputs_against_the_loss_gradient():
     step_logits = dist_after.logits - dist.logits.detach()
     step_values = values_after - values.detach()
     assert float((step_logits * grad_logits).sum()) < 0 and float((step_values * grad_values).sum()) < 0
-    assert float(loss_of(dist_after, values_after)) < float(before)
+    assert float(loss_of(dist_after, values_after)) < float(before.detach())
 
 
 def test_ppo_gbrl_reaches_400_on_cartpole(tmp_path):
