@@ -17,6 +17,7 @@ import argparse
 import csv
 import multiprocessing
 import resource
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -77,7 +78,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     # one process per run, so that each run's peak memory is its own
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+    fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), **fresh) as pool:
         futures = [pool.submit(run, c, m, s, args.quick) for c in args.cases for m in ("PPO", "GBRL")
                    for s in args.seeds]
         for future in as_completed(futures):

@@ -13,7 +13,7 @@ pytest.importorskip("gbrl")
 import zoo  # noqa: E402
 from zoo.agents import GBRL, load_agent  # noqa: E402
 from zoo.agents.gbrl import TreeActorCritic  # noqa: E402
-from zoo.errors import CheckpointError, MissingExtraError  # noqa: E402
+from zoo.errors import CheckpointError, ConfigError, MissingExtraError  # noqa: E402
 
 
 def test_a_boosting_step_moves_the_outputs_against_the_loss_gradient():
@@ -30,7 +30,7 @@ def test_a_boosting_step_moves_the_outputs_against_the_loss_gradient():
     dist, values = policy(obs)
     before = loss_of(dist, values)
     grad_logits, grad_values = torch.autograd.grad(before, [dist.logits, values], retain_graph=True)
-    agent.apply_gradients(before, obs)
+    agent.apply_gradients(before)
     assert policy.num_trees() == 1
     with torch.no_grad():
         dist_after, values_after = policy(obs)
@@ -68,6 +68,20 @@ def test_tree_cap_and_continuous_actions(tmp_path):
     assert torch.equal(agent.policy.log_std, loaded.policy.log_std)
 
 
+def test_separate_ensembles_save_load_and_train_on(tmp_path, monkeypatch):
+    agent = GBRL("gym/CartPole-v1", seed=0, device="cpu", shared_tree_struct=False, num_steps=16, num_minibatches=2)
+    agent.learn(256, progress=False)
+    assert agent.policy.trees.get_num_trees() == (4, 4)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_agent(agent.save("s.safetensors"), device="cpu")  # a relative path
+    obs = torch.as_tensor(np.random.default_rng(2).normal(size=(8, 4)), dtype=torch.float32)
+    assert torch.equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+    loaded.learn(256, progress=False)
+    assert loaded.policy.trees.get_num_trees() == (8, 8)
+    with pytest.raises(ConfigError, match="anneal_lr"):
+        GBRL("gym/CartPole-v1", device="cpu", anneal_lr=True)
+
+
 def test_missing_tree_file_is_a_checkpoint_error(tmp_path):
     agent = GBRL("gym/CartPole-v1", seed=0, device="cpu", num_steps=16, num_minibatches=2)
     agent.learn(128, progress=False)
@@ -90,7 +104,7 @@ def test_missing_gbrl_names_the_extra(monkeypatch):
 
     def no_gbrl(name, *args, **kwargs):
         if name == "gbrl" or name.startswith("gbrl."):
-            raise ImportError("No module named 'gbrl'")
+            raise ModuleNotFoundError("No module named 'gbrl'", name="gbrl")
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_gbrl)

@@ -186,9 +186,8 @@ class Agent:
             tensors.update(packed)
         config = dict(self.describe(), num_timesteps=self.num_timesteps, optimizers=skeletons,
                       extra_state=self.extra_state())
-        saved = save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
-        self.save_companions(saved)
-        return saved
+        self.save_companions(Path(os.fspath(path)).expanduser().resolve())  # first: a checkpoint never lacks them
+        return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
 
     def save_companions(self, path: Path) -> None:
         """Write state that is not torch tensors beside the checkpoint at ``path`` (e.g. a tree ensemble in
@@ -227,7 +226,7 @@ class Agent:
             optimizer.load_state_dict(unpack_state(opt_tensors, config["optimizers"][name]))
         agent.num_timesteps = int(config.get("num_timesteps", 0))
         agent.load_extra_state(config.get("extra_state", {}))
-        agent.load_companions(Path(path))
+        agent.load_companions(Path(os.fspath(path)).expanduser().resolve())
         return agent
 
 

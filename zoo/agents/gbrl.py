@@ -33,7 +33,9 @@ def gbrl_models():
     """``gbrl.models``, or a clear error naming the extra to install."""
     try:
         import gbrl.models
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("gbrl"):
+            raise  # gbrl is there but something it needs is not: not a missing extra
         raise MissingExtraError("The GBRL agent", "gbrl", exc) from exc
     return gbrl.models
 
@@ -77,6 +79,9 @@ class GBRLConfig(PPOConfig):
         positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_beta", "awr_max_weight")
         if self.categorical_group < 0:
             raise ConfigError(f"categorical_group must be >= 0, got {self.categorical_group}")
+        if self.anneal_lr or self.normalize_obs:
+            raise ConfigError("GBRL supports neither anneal_lr (the trees' learning rates are constant) nor "
+                              "normalize_obs (trees need no input scaling)")
 
 
 class TreeActorCritic(nn.Module):
@@ -202,7 +207,7 @@ class GBRL(PPO):
             return -(weights * log_ratio).mean()
         return super().policy_loss(log_ratio, advantages, progress)
 
-    def apply_gradients(self, loss: torch.Tensor, obs: Obs) -> None:
+    def apply_gradients(self, loss: torch.Tensor) -> None:
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -218,16 +223,22 @@ class GBRL(PPO):
         return metrics
 
     # -- checkpoints: the ensemble goes to gbrl's own file beside the safetensors checkpoint -------------
-    @staticmethod
-    def trees_path(path: Path) -> Path:
-        return path.with_name(path.name + ".trees")
+    def trees_files(self, path: Path) -> tuple[Path, list[Path]]:
+        """The base path handed to gbrl and the files it writes there (one model, or actor + critic + meta)."""
+        base = path.with_name(path.name + ".trees")
+        names = [".gbrl_model"] if self.config.shared_tree_struct else ["_policy.gbrl_model", "_value.gbrl_model",
+                                                                         ".gbrl_meta"]
+        return base, [base.with_name(base.name + n) for n in names]
 
     def save_companions(self, path: Path) -> None:
-        self.policy.trees.save_learner(str(self.trees_path(path)))
+        base, _ = self.trees_files(path)
+        for stale in base.parent.glob(base.name + "*.gbrl_*"):  # gbrl would prefer a separate model left over
+            stale.unlink()
+        self.policy.trees.save_learner(str(base))
 
     def load_companions(self, path: Path) -> None:
-        base = self.trees_path(path)
-        if not base.with_name(base.name + ".gbrl_model").exists() and not base.with_name(
-                base.name + ".gbrl_meta").exists():
-            raise CheckpointError(f"{path}: the tree ensemble {base}.gbrl_model saved beside it is missing")
+        base, files = self.trees_files(path)
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise CheckpointError(f"{path}: the tree ensemble saved beside it is missing ({', '.join(missing)})")
         self.policy.trees = gbrl_models().ActorCritic.load_learner(str(base), "cpu")

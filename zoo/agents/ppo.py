@@ -237,9 +237,8 @@ class PPO(Agent):
     def value_loss(self, values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor) -> torch.Tensor:
         return value_loss(values, returns, old_values, self.config.clip_coef if self.config.clip_vloss else None)
 
-    def apply_gradients(self, loss: torch.Tensor, obs: Obs) -> None:
-        """One parameter update from a minibatch's loss (``obs``: the minibatch; gradient-boosted agents grow
-        a tree on it instead)."""
+    def apply_gradients(self, loss: torch.Tensor) -> None:
+        """One parameter update from a minibatch's loss (gradient-boosted agents grow a tree instead)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
@@ -292,7 +291,7 @@ class PPO(Agent):
                 v_loss = self.value_loss(values, returns[idx], old_values[idx])
                 entropy = dist.entropy().mean()
                 loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
-                self.apply_gradients(loss, obs_index(obs, idx))
+                self.apply_gradients(loss)
                 with torch.no_grad():
                     approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
                     clip_frac = ((log_ratio.exp() - 1.0).abs() > c.clip_coef).float().mean()

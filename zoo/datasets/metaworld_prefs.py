@@ -156,7 +156,7 @@ def fit_value_function(store: TrajectoryStore, gamma: float = 0.99, epochs: int 
     mean, std = obs.mean(0), obs.std(0) + 1e-6
     scale = float(target.abs().max()) or 1.0
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's RNG alone
+    with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the caller's RNG alone
         torch.manual_seed(seed)
         net = torch.nn.Sequential(torch.nn.Linear(obs.shape[1], hidden), torch.nn.ReLU(),
                                   torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))

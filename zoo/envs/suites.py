@@ -64,9 +64,10 @@ class MiniGridSymbolic(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
 
 def _make_gym(task: str, seed: int | None = None, **kwargs) -> gym.Env:
-    env = gym.make(task, **kwargs)
     if task.startswith(_MINIGRID_PREFIXES):
-        env = MiniGridSymbolic(env)
+        _register_minigrid(required=True)  # also in freshly spawned worker processes
+        return MiniGridSymbolic(gym.make(task, **kwargs))
+    env = gym.make(task, **kwargs)
     return env
 
 
