@@ -319,3 +319,29 @@ register_suite(Suite(
     name="torch", description="environments stepped as batched torch ops on the env's device (torch/<task>)",
     requires=("torch",), tasks=lambda: ["cartpole"], make_vec=_make_torch,
 ))
+
+# ---------------------------------------------------------------- text games
+
+
+def _text_tasks() -> list[str]:
+    from zoo.envs.text import GAMES
+
+    return list(GAMES)
+
+
+def _make_text_vec(task: str, num_envs: int, device, seed: int | None = None, **kwargs):
+    from zoo.envs.text import TextVecEnv, make_game
+
+    return TextVecEnv(make_game(task, **kwargs), num_envs=num_envs, device=device, seed=seed)
+
+
+def _make_text_single(task: str, seed: int | None = None, **kwargs) -> gym.Env:
+    from zoo.envs.text import TextGameEnv, make_game
+
+    return TextGameEnv(make_game(task, **kwargs))
+
+
+register_suite(Suite(
+    name="text", description="multi-turn question games with string observations and actions (text/<game>)",
+    tasks=_text_tasks, make_vec=_make_text_vec, make_single=_make_text_single, info_keys=("success",),
+))

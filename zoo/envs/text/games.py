@@ -1,0 +1,174 @@
+"""Multi-turn question games as environments whose observations and actions are strings.
+
+:class:`QuestionGame` is one episode's rules (the reference's format: the observation is ``"Questions:\\n"``
+plus one line per turn, ``"<question> <answer>"``; reward -1 per turn and 0 on the turn whose question names
+the secret, which ends the episode; at most ``max_turns`` turns). :class:`TextVecEnv` steps ``num_envs`` games
+with lists of strings and auto-resets like every ``VecEnv``; :class:`TextGameEnv` is the single-env gymnasium
+form (``Text`` spaces) that gymnasium's env checker accepts.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from zoo.envs.text.oracles import YES, Oracle
+
+HEADER = "Questions:\n"
+#: characters of observations and questions (printable ASCII)
+CHARSET = frozenset(string.printable)
+MAX_QUESTION_CHARS = 256
+
+
+def clean_question(utterance: str) -> str:
+    """A policy's utterance as one question: up to its first newline, stripped, at most 256 characters."""
+    line = utterance.split("\n", 1)[0].strip()
+    return "".join(c for c in line if c in CHARSET and c not in "\n\r\x0b\x0c")[:MAX_QUESTION_CHARS]
+
+
+@dataclass
+class QuestionGame:
+    """Rules of one game: the secrets to draw from, the oracle, the turn budget."""
+
+    name: str
+    secrets: tuple[str, ...]
+    oracle: Oracle
+    max_turns: int = 20
+
+    def max_observation_chars(self) -> int:
+        return len(HEADER) + self.max_turns * (MAX_QUESTION_CHARS + 20)
+
+
+class Episode:
+    """One running game: the hidden secret and the history so far."""
+
+    def __init__(self, game: QuestionGame, secret: str):
+        self.game, self.secret, self.lines, self.done = game, secret, [], False
+
+    def observation(self) -> str:
+        return HEADER + "".join(line + "\n" for line in self.lines)
+
+    def step(self, utterance: str) -> tuple[str, float, bool]:
+        """Ask one question; returns (observation, reward, done)."""
+        if self.done:
+            raise RuntimeError("the episode is over; reset first")
+        question = clean_question(utterance)
+        answer = self.game.oracle.answer(self.secret, question)
+        self.lines.append(f"{question} {answer}")
+        won = answer == YES and getattr(self.game.oracle, "guessed", lambda q: None)(question) == self.secret
+        self.done = won or len(self.lines) >= self.game.max_turns
+        return self.observation(), 0.0 if won else -1.0, self.done
+
+
+class TextVecEnv:
+    """``num_envs`` question games stepped together: ``reset() -> list[str]``,
+    ``step(list[str]) -> (list[str], reward, terminated, truncated, info)`` with reward / terminated /
+    truncated as ``(num_envs,)`` tensors on ``device`` and ``info["final_obs"]`` (strings) and
+    ``info["success"]`` (1.0 where the secret was guessed). Finished games reset automatically.
+    """
+
+    host_simulated = True
+    info_keys = ("success",)
+
+    def __init__(self, game: QuestionGame, num_envs: int = 1, device="cpu", seed: int | None = None):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.game, self.num_envs, self.device = game, num_envs, torch.device(device)
+        self.env_id = f"text/{game.name}"
+        self.make_kwargs: dict = {}
+        self.single_observation_space = spaces.Text(game.max_observation_chars(), charset=CHARSET)
+        self.single_action_space = spaces.Text(MAX_QUESTION_CHARS, min_length=0, charset=CHARSET)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._rng = np.random.default_rng(seed)
+        self.episodes: list[Episode] = []
+        self.closed = False
+
+    def _new_episode(self) -> Episode:
+        return Episode(self.game, self.game.secrets[int(self._rng.integers(len(self.game.secrets)))])
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> list[str]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.episodes = [self._new_episode() for _ in range(self.num_envs)]
+        return [e.observation() for e in self.episodes]
+
+    def step(self, actions: list[str]) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if not self.episodes:
+            raise RuntimeError(f"{self.env_id}: call reset() before step()")
+        if isinstance(actions, str) or len(actions) != self.num_envs or not all(isinstance(a, str) for a in actions):
+            raise TypeError(f"{self.env_id}: actions must be a list of {self.num_envs} strings")
+        obs, final, rewards, dones, success = [], [], [], [], []
+        for i, utterance in enumerate(actions):
+            o, r, d = self.episodes[i].step(utterance)
+            final.append(o)
+            rewards.append(r)
+            dones.append(d)
+            success.append(float(d and r == 0.0))
+            if d:
+                self.episodes[i] = self._new_episode()
+                o = self.episodes[i].observation()
+            obs.append(o)
+        as_tensor = lambda x, dt: torch.tensor(x, dtype=dt, device=self.device)  # noqa: E731
+        return (obs, as_tensor(rewards, torch.float32), as_tensor(dones, torch.bool),
+                torch.zeros(self.num_envs, dtype=torch.bool, device=self.device),
+                {"final_obs": final, "success": as_tensor(success, torch.float32)})
+
+    def sample_actions(self) -> list[str]:
+        """Random strings (mostly invalid questions), one per env."""
+        return list(self.action_space.sample())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class TextGameEnv(gym.Env):
+    """The single-env gymnasium form of a question game (strings in, strings out)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, game: QuestionGame):
+        self.game = game
+        self.observation_space = spaces.Text(game.max_observation_chars(), charset=CHARSET)
+        self.action_space = spaces.Text(MAX_QUESTION_CHARS, min_length=0, charset=CHARSET)
+        self.episode: Episode | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.episode = Episode(self.game, self.game.secrets[int(self.np_random.integers(len(self.game.secrets)))])
+        return self.episode.observation(), {}
+
+    def step(self, action: str):
+        if self.episode is None:
+            raise RuntimeError("call reset() before step()")
+        obs, reward, done = self.episode.step(str(action))
+        return obs, reward, done, False, {"success": float(done and reward == 0.0)}
+
+
+#: game name -> factory
+GAMES: dict[str, Callable[[], QuestionGame]] = {}
+
+
+def _twenty_questions_subset() -> QuestionGame:
+    from zoo.envs.text.twenty_questions import SUBSET, subset_oracle
+
+    return QuestionGame("twenty-questions-subset", tuple(SUBSET), subset_oracle())
+
+
+GAMES["twenty-questions-subset"] = _twenty_questions_subset
+
+
+def make_game(task: str, oracle: Oracle | None = None, max_turns: int | None = None) -> QuestionGame:
+    """The game ``task``, optionally answered by another ``oracle`` (e.g. an :class:`HTTPOracle`)."""
+    game = GAMES[task]()
+    if oracle is not None:
+        game.oracle = oracle
+    if max_turns is not None:
+        game.max_turns = int(max_turns)
+    return game
