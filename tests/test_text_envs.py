@@ -7,7 +7,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
 import zoo
