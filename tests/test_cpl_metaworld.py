@@ -16,7 +16,7 @@ STEPS = 6000
 
 
 def test_cpl_beats_behaviour_cloning_on_drawer_open():
-    # 200 episodes of scripted experts degraded in biased ways: 35% of them open the drawer
+    # 200 episodes of scripted experts degraded in biased ways: 35.5% of them open the drawer
     dataset = make_preference_dataset("drawer-open-v3", 200, 4000, regime="dense", seed=0)
     assert 0.2 < dataset.metadata["data_success_rate"] < 0.5
     results = {}

@@ -60,7 +60,7 @@ register_quick_task(QuickTask("GBRL", "gym/CartPole-v1", 100_000,
 
 
 def _drawer_open_preferences(seed: int, scale: float) -> dict[str, Any]:
-    """CPL's quick dataset: 200 degraded-expert episodes on drawer-open-v3 (35% success), 4,000 dense pairs
+    """CPL's quick dataset: 200 degraded-expert episodes on drawer-open-v3 (35.5% success), 4,000 dense pairs
     (fewer when the run is scaled down)."""
     from zoo.datasets.metaworld_prefs import make_preference_dataset
 
