@@ -116,3 +116,38 @@ def test_unreachable_oracle_is_a_clear_error():
         oracle.answer("dog", "Is it an animal?")
     game = make_game("twenty-questions-subset", oracle=oracle)
     assert game.oracle is oracle
+
+
+CITY_TABLE = [
+    ("paris", "Is it in Europe?", YES), ("paris", "Is it a capital city?", YES), ("paris", "Is it on the coast?", NO),
+    ("paris", "Is it Paris?", YES), ("paris", "Is it Lyon?", NO), ("sao paulo", "Is it São Paulo?", YES),
+    ("istanbul", "Is it in Asia?", YES), ("istanbul", "Is it in Europe?", YES), ("toronto", "Is it in Canada?", YES),
+    ("toronto", "Is it in the United States?", NO), ("new york", "Is it in North America?", YES),
+    ("new york", "Is it NYC?", YES), ("london", "Is it in England?", YES), ("cairo", "Can you see the pyramids?", YES),
+    ("beijing", "Do people speak Mandarin?", YES), ("lima", "Is it in the southern hemisphere?", YES),
+    ("lima", "Is it in the northern hemisphere?", NO), ("chicago", "Does it get snow in winter?", YES),
+    ("sydney", "Did it host the Olympics?", YES), ("vienna", "Is it in Georgia?", NO),
+    ("delhi", "Is it New Delhi?", YES), ("mumbai", "Does it have more than ten million people?", YES),
+    ("vancouver", "Is it a big city?", YES), ("dubai", "Is it a desert city?", YES),
+    ("rio de janeiro", "Is it Rio?", YES), ("rome", "What do people eat there?", INVALID),
+]
+
+
+@pytest.mark.parametrize("secret,question,answer", CITY_TABLE)
+def test_guess_my_city_oracle_answers(secret, question, answer):
+    from zoo.envs.text.guess_my_city import city_oracle
+
+    assert city_oracle().answer(secret, question) == answer
+
+
+def test_guess_my_city_game_never_says_the_name():
+    from zoo.envs.text.guess_my_city import CITIES, city_oracle
+
+    oracle = city_oracle()
+    assert len({oracle.secrets[c] for c in CITIES}) == len(CITIES)  # no two cities answer every question alike
+    env = zoo.make_env("text/guess-my-city", num_envs=3, seed=1)
+    env.reset()
+    obs, reward, terminated, _, info = env.step(["Is it in Europe?", "Is it a capital?", f"Is it {env.episodes[2].secret}?"])
+    assert reward.tolist() == [-1.0, -1.0, 0.0] and info["success"].tolist() == [0.0, 0.0, 1.0]
+    for o in obs[:2]:
+        assert o.splitlines()[-1].endswith(("Yes.", "No.")) and not any(c in o.lower() for c in CITIES)

@@ -161,7 +161,14 @@ def _twenty_questions_subset() -> QuestionGame:
     return QuestionGame("twenty-questions-subset", tuple(SUBSET), subset_oracle())
 
 
+def _guess_my_city() -> QuestionGame:
+    from zoo.envs.text.guess_my_city import CITIES, city_oracle
+
+    return QuestionGame("guess-my-city", tuple(CITIES), city_oracle())
+
+
 GAMES["twenty-questions-subset"] = _twenty_questions_subset
+GAMES["guess-my-city"] = _guess_my_city
 
 
 def make_game(task: str, oracle: Oracle | None = None, max_turns: int | None = None) -> QuestionGame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -33,8 +34,9 @@ _IS_IT = re.compile(r"^(is|are) (it|this|that|they)( an?| the)?( [a-z0-9]+){1,3}
 
 
 def normalize(text: str) -> str:
-    """Lower case, punctuation to spaces, single spaces."""
-    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.lower()).split())
+    """Lower case, accents folded (``São`` -> ``sao``), punctuation to spaces, single spaces."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", folded.lower()).split())
 
 
 def plural(word: str) -> str:
