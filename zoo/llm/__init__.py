@@ -1,0 +1,1 @@
+"""Language-model pieces shared by the language agents (tiny local models; hub models by id or path)."""
