@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
 from zoo.agents.cpl.agent import CPL, CPLConfig, flatten_time
+from zoo.agents.iql import awr_weights, expectile_loss  # noqa: F401  (re-exported)
 from zoo.agents.off_policy import polyak_update
 from zoo.agents.sac import QNetwork
 from zoo.errors import ConfigError
@@ -29,19 +30,6 @@ def preference_reward_loss(reward_sum_a: torch.Tensor, reward_sum_b: torch.Tenso
     """Bradley-Terry cross-entropy on summed predicted rewards: ``P(a > b) = sigmoid(R_a - R_b)``
     (Christiano et al., 2017, eq. 1; the P-IQL reward model)."""
     return F.binary_cross_entropy_with_logits(reward_sum_a - reward_sum_b, labels)
-
-
-def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    """IQL's asymmetric squared loss ``|tau - 1(u < 0)| u^2`` on ``u = Q(s, a) - V(s)``
-    (Kostrikov et al., 2022, eq. 5)."""
-    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
-    return (weight * diff.square()).mean()
-
-
-def awr_weights(advantages: torch.Tensor, beta: float, clip: float) -> torch.Tensor:
-    """Policy-extraction weights ``min(exp(A / beta), clip)`` (IQL eq. 7, temperature form of the CPL
-    reference code: beta = 1/3 multiplies the advantage by 3)."""
-    return torch.exp(advantages / beta).clamp(max=clip)
 
 
 # ----------------------------------------------------------------------------- config
