@@ -70,3 +70,41 @@ def test_utterance_log_probs_ignore_left_padding():
     manual = torch.log_softmax(logits, -1)[len(p0) - 1:-1].gather(-1, torch.tensor(a0)[:, None]).squeeze(-1)
     assert torch.allclose(batch[0, :len(a0)], manual, atol=1e-5)
     assert batch[0, len(a0):].abs().sum() == 0 and (batch[1] < 0).all()
+
+
+def test_critic_heads_target_update_and_a_few_td_steps():
+    pytest.importorskip("transformers")
+    from zoo.agents.archer.critic import CriticWithTarget, UtteranceCritic
+    from zoo.envs.text.twenty_questions import SUBSET
+    from zoo.llm.tiny import COMMON_WORDS, tiny_roberta, word_tokenizer, words_of
+
+    torch.manual_seed(0)
+    tok = word_tokenizer(words_of([*COMMON_WORDS, *SUBSET, "? . : \n"]))
+    pair = CriticWithTarget(UtteranceCritic(tiny_roberta(tok).eval(), tok, width=32, layers=3))
+    obs, acts = ["questions :\n", "questions :\nis it a dog ? no .\n"], ["is it a pen ?", "is it a chair ?"]
+    (q1, q2), (v1, v2) = pair.critic(obs, acts)
+    assert q1.shape == q2.shape == v1.shape == v2.shape == (2,) and not torch.equal(q1, q2)
+    # Polyak: target <- 0.1 * online + 0.9 * target
+    online_w = pair.critic.q_heads[0][0].weight
+    with torch.no_grad():
+        online_w.add_(1.0)
+    before = pair.target.q_heads[0][0].weight.clone()
+    pair.update_target(0.1)
+    assert torch.allclose(pair.target.q_heads[0][0].weight, 0.9 * before + 0.1 * online_w.detach())
+    assert not any(p.requires_grad for p in pair.target.parameters())
+    # the TD loss falls on a fixed batch (rewards -1, the second transition terminal)
+    optimizer = torch.optim.Adam(pair.critic.parameters(), lr=1e-3)
+    reward, done = t([-1.0, -1.0]), t([False, True])
+    losses = []
+    for _ in range(30):
+        q, v = pair.critic(obs, acts)
+        with torch.no_grad():
+            target_v = pair.target.values(obs)
+            target_q, _ = pair.target(obs, acts)
+        loss = critic_loss(q, v, reward, done, target_v, target_q, gamma=0.95)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        pair.update_target(0.1)
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::10]

@@ -1,0 +1,64 @@
+"""ArCHer's utterance-level critic: one text encoder, two Q heads on ``[e(s), e(a)]`` and two V heads on
+``e(s)``, and a target copy updated by Polyak averaging (reference: RoBERTa-base, MLPs of width 768, 3 layers,
+tau 0.1 after every critic step)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from zoo.agents.off_policy import polyak_update
+from zoo.nets import mlp
+
+
+class UtteranceCritic(nn.Module):
+    """``forward(observations, actions) -> ((q1, q2), (v1, v2))``, each ``(B,)``, for lists of strings.
+
+    ``encoder`` is any ``transformers`` encoder (its ``last_hidden_state`` is mean-pooled over the attention
+    mask) and ``tokenizer`` its tokenizer; ``width``/``layers`` size the heads.
+    """
+
+    def __init__(self, encoder: nn.Module, tokenizer, width: int = 768, layers: int = 3, max_length: int = 512):
+        super().__init__()
+        self.encoder, self.tokenizer, self.max_length = encoder, tokenizer, max_length
+        dim = int(encoder.config.hidden_size)
+        hidden = [width] * (layers - 1)
+        self.q_heads = nn.ModuleList(mlp(2 * dim, hidden, 1, "relu") for _ in range(2))
+        self.v_heads = nn.ModuleList(mlp(dim, hidden, 1, "relu") for _ in range(2))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Mean-pooled encoder states of ``texts``, ``(B, hidden_size)``."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt").to(self.device)
+        states = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def values(self, observations: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        e_s = self.embed(observations)
+        return tuple(head(e_s).squeeze(-1) for head in self.v_heads)
+
+    def forward(self, observations: list[str], actions: list[str]):
+        e_s, e_a = self.embed(observations), self.embed(actions)
+        q = tuple(head(torch.cat([e_s, e_a], -1)).squeeze(-1) for head in self.q_heads)
+        v = tuple(head(e_s).squeeze(-1) for head in self.v_heads)
+        return q, v
+
+
+class CriticWithTarget(nn.Module):
+    """The critic and its target copy (no gradients), with ``update_target(tau)``."""
+
+    def __init__(self, critic: UtteranceCritic):
+        super().__init__()
+        self.critic = critic
+        self.target = copy.deepcopy(critic).requires_grad_(False)
+
+    def update_target(self, tau: float) -> None:
+        """``target <- tau * critic + (1 - tau) * target``."""
+        polyak_update(self.critic, self.target, tau)
