@@ -17,7 +17,6 @@ loop over the same data.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing
 import time
@@ -114,6 +113,7 @@ def main() -> None:
     steps = args.steps or (200 if args.quick else 6_000)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from zoo.bench import results_markdown, write_results
     from zoo.buffers import PreferenceDataset
 
     data = {(t, r): dataset_path(t, r, out, args.quick) for t in args.tasks for r in args.regimes}
@@ -145,18 +145,12 @@ def main() -> None:
                              "success_best": f"{np.mean(best):.1f}",
                              "data_success": round(100 * data_success, 1),
                              "paper (dense 2.5k, 500k steps)": paper})
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
     zoo_sps, plain_sps = plain_loop_steps_per_second(PreferenceDataset.load(data[args.tasks[0], args.regimes[0]]),
                                                      steps=30 if args.quick else 200)
     speed = (f"CPL training steps per second (batch 96 pairs x 64 steps, 256x256 actor, one thread): zoo "
              f"{zoo_sps:.1f}, a plain PyTorch loop over the same data {plain_sps:.1f} ({zoo_sps / plain_sps:.2f}x).")
-    (out / "results.md").write_text("\n".join(lines) + "\n\n" + speed + "\n")
-    print("\n".join(lines))
+    write_results(out, rows, list(rows[0]), footer=speed)
+    print(results_markdown(rows, list(rows[0])))
     print(speed)
     import matplotlib
 

@@ -14,7 +14,6 @@ Writes ``results.md`` / ``results.csv`` beside the paper's chart values (normali
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import resource
 import sys
@@ -73,6 +72,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default="gbrl-vs-nn")
     args = parser.parse_args()
+    from zoo.bench import results_markdown, write_results
+
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,14 +103,8 @@ def main() -> None:
                 "trees": round(float(np.mean([r["trees"] for r in runs]))) if method == "GBRL" else "-",
                 "peak RSS MiB": round(float(np.max([r["peak_rss_mib"] for r in runs]))),
                 "random return": round(low, 2)})
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, rows, list(rows[0]))
+    print(results_markdown(rows, list(rows[0])))
 
 
 if __name__ == "__main__":

@@ -120,17 +120,21 @@ def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale
     return rows
 
 
-def results_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def results_markdown(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A markdown table of ``rows`` (``columns`` default: the quick tasks' columns)."""
+    columns = columns or COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(str(row[c]) for c in columns) + " |")
     return "\n".join(lines)
 
 
-def write_results(out: Path, rows: list[dict]) -> None:
-    (out / "results.md").write_text(results_markdown(rows) + "\n")
+def write_results(out: Path, rows: list[dict], columns: list[str] | None = None, footer: str = "") -> None:
+    """``results.md`` (the table, then ``footer``), ``results.csv`` and ``results.json`` in ``out``."""
+    columns = columns or COLUMNS
+    (out / "results.md").write_text(results_markdown(rows, columns) + "\n" + (f"\n{footer}\n" if footer else ""))
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     write_json_atomic(out / "results.json", rows)

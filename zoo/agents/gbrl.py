@@ -23,7 +23,7 @@ from torch import nn
 
 from zoo.agents import register_agent
 from zoo.agents.config import positive
-from zoo.agents.ppo import PPO, PPOConfig
+from zoo.agents.ppo import PPO, ActionHead, PPOConfig
 from zoo.errors import CheckpointError, ConfigError, MissingExtraError
 from zoo.nets import adam
 from zoo.rollout import Obs
@@ -84,8 +84,9 @@ class GBRLConfig(PPOConfig):
                               "normalize_obs (trees need no input scaling)")
 
 
-class TreeActorCritic(nn.Module):
-    """A gbrl ``ActorCritic`` ensemble behind the interface of :class:`zoo.agents.ppo.ActorCritic`.
+class TreeActorCritic(ActionHead):
+    """A gbrl ``ActorCritic`` ensemble behind the interface of :class:`zoo.agents.ppo.ActorCritic` (the
+    action side is :class:`zoo.agents.ppo.ActionHead`'s).
 
     Forward passes made with gradients enabled record the ensemble's outputs so
     that :meth:`boost` can grow a tree on their gradients.
@@ -98,18 +99,7 @@ class TreeActorCritic(nn.Module):
         models = gbrl_models()
         if not isinstance(observation_space, spaces.Box):
             raise ConfigError(f"GBRL needs Box observations (flattened into features), got {observation_space}")
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        if self.discrete:
-            if action_space.start != 0:
-                raise ConfigError(f"GBRL needs Discrete actions starting at 0, got {action_space}")
-            out = int(action_space.n)
-        elif isinstance(action_space, spaces.Box):
-            out = int(np.prod(action_space.shape))
-            self.log_std = nn.Parameter(torch.full((out,), float(config.log_std_init)))
-            self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
-            self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
-        else:
-            raise ConfigError(f"GBRL supports Discrete and Box action spaces, got {action_space}")
+        out = self.init_action_space(action_space, config.log_std_init, "GBRL")
         self.num_outputs = out
         self.group = config.categorical_group
         high = float(np.max(observation_space.high))
@@ -147,25 +137,13 @@ class TreeActorCritic(nn.Module):
         logits, values = self.trees(self.features(obs), requires_grad=torch.is_grad_enabled())
         return logits.reshape(-1, self.num_outputs).to(device), values.reshape(-1).to(device)
 
-    def distribution(self, logits: torch.Tensor) -> torch.distributions.Distribution:
-        if self.discrete:
-            return torch.distributions.Categorical(logits=logits, validate_args=False)
-        return torch.distributions.Independent(
-            torch.distributions.Normal(logits, self.log_std.exp(), validate_args=False), 1, validate_args=False)
-
     def forward(self, obs: Obs) -> tuple[torch.distributions.Distribution, torch.Tensor]:
         logits, values = self._outputs(obs)
-        return self.distribution(logits), values
+        return self.action_distribution(logits), values
 
     def value(self, obs: Obs) -> torch.Tensor:
         with torch.no_grad():
             return self._outputs(obs)[1]
-
-    def env_action(self, action: torch.Tensor) -> torch.Tensor:
-        return action if self.discrete else torch.max(torch.min(action, self.high), self.low)
-
-    def mode(self, dist: torch.distributions.Distribution) -> torch.Tensor:
-        return dist.probs.argmax(-1) if self.discrete else dist.mean
 
     def num_trees(self) -> int:
         count = self.trees.get_num_trees()

@@ -113,13 +113,45 @@ def check_minibatches(config: PPOConfig, num_envs: int) -> None:
 
 
 # ----------------------------------------------------------------------------- network
-class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs over a shared observation encoder (no shared weights in the MLPs).
+class ActionHead(nn.Module):
+    """The action-space side of a PPO policy, shared by every function class (MLPs, tree ensembles).
 
-    Discrete actions: a categorical head. Box actions: a diagonal Gaussian
-    with a state-independent log-std; samples are clipped to the bounds
-    before they reach the env (the stored action is the unclipped sample).
+    Discrete actions: a categorical over the outputs. Box actions: a diagonal
+    Gaussian around them with a state-independent log-std; samples are clipped
+    to the bounds before they reach the env (the stored action is the unclipped sample).
     """
+
+    def init_action_space(self, action_space, log_std_init: float, agent: str) -> int:
+        """Check the action space, register the log-std and bounds for Box actions; returns the output width."""
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            if action_space.start != 0:
+                raise ConfigError(f"{agent} needs Discrete actions starting at 0, got {action_space}")
+            return int(action_space.n)
+        if not isinstance(action_space, spaces.Box):
+            raise ConfigError(f"{agent} supports Discrete and Box action spaces, got {action_space}")
+        out = int(np.prod(action_space.shape))
+        self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+        return out
+
+    def action_distribution(self, logits: torch.Tensor) -> torch.distributions.Distribution:
+        if self.discrete:
+            return torch.distributions.Categorical(logits=logits, validate_args=False)
+        return torch.distributions.Independent(
+            torch.distributions.Normal(logits, self.log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        return action if self.discrete else torch.max(torch.min(action, self.high), self.low)
+
+    def mode(self, dist: torch.distributions.Distribution) -> torch.Tensor:
+        return dist.probs.argmax(-1) if self.discrete else dist.mean
+
+
+class ActorCritic(ActionHead):
+    """Separate actor and critic MLPs over a shared observation encoder (no shared weights in the MLPs),
+    with :class:`ActionHead`'s categorical or Gaussian policy."""
 
     def __init__(self, observation_space, action_space, hidden=(64, 64), activation="tanh", log_std_init=0.0,
                  normalize_obs=False):
@@ -130,18 +162,7 @@ class ActorCritic(nn.Module):
                 raise ConfigError("normalize_obs needs flat Box observations")
             self.obs_norm = ObservationNormalizer(observation_space.shape)
         self.encoder = make_encoder(observation_space)
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        if self.discrete:
-            if action_space.start != 0:
-                raise ConfigError(f"PPO needs Discrete actions starting at 0, got {action_space}")
-            out = int(action_space.n)
-        elif isinstance(action_space, spaces.Box):
-            out = int(np.prod(action_space.shape))
-            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
-            self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
-            self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
-        else:
-            raise ConfigError(f"PPO supports Discrete and Box action spaces, got {action_space}")
+        out = self.init_action_space(action_space, log_std_init, "PPO")
         self.actor = mlp(self.encoder.out_dim, hidden, out, activation, orthogonal=True, output_gain=0.01)
         self.critic = mlp(self.encoder.out_dim, hidden, 1, activation, orthogonal=True, output_gain=1.0)
 
@@ -151,11 +172,7 @@ class ActorCritic(nn.Module):
         return self.encoder(obs)
 
     def distribution(self, features: torch.Tensor) -> torch.distributions.Distribution:
-        logits = self.actor(features)
-        if self.discrete:
-            return torch.distributions.Categorical(logits=logits, validate_args=False)
-        return torch.distributions.Independent(
-            torch.distributions.Normal(logits, self.log_std.exp(), validate_args=False), 1, validate_args=False)
+        return self.action_distribution(self.actor(features))
 
     def value(self, obs: Obs) -> torch.Tensor:
         return self.critic(self.features(obs)).squeeze(-1)
@@ -163,12 +180,6 @@ class ActorCritic(nn.Module):
     def forward(self, obs: Obs) -> tuple[torch.distributions.Distribution, torch.Tensor]:
         features = self.features(obs)
         return self.distribution(features), self.critic(features).squeeze(-1)
-
-    def env_action(self, action: torch.Tensor) -> torch.Tensor:
-        return action if self.discrete else torch.max(torch.min(action, self.high), self.low)
-
-    def mode(self, dist: torch.distributions.Distribution) -> torch.Tensor:
-        return dist.probs.argmax(-1) if self.discrete else dist.mean
 
 
 # ----------------------------------------------------------------------------- agent
