@@ -106,6 +106,9 @@ def test_http_oracle_answers_through_an_openai_compatible_server():
         env.reset()
         _, reward, *_ = env.step(["Is it a vehicle?"])
         assert float(reward[0]) == -1.0
+        # naming the secret wins whatever the LLM replies (the game's rule table knows the names)
+        _, reward, terminated, _, info = env.step([f"Is it a {env.episodes[0].secret}?"])
+        assert float(reward[0]) == 0.0 and bool(terminated[0]) and float(info["success"][0]) == 1.0
     finally:
         server.shutdown()
 

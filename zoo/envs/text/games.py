@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from zoo.envs.text.oracles import YES, Oracle
+from zoo.envs.text.oracles import AttributeOracle, Oracle
 
 HEADER = "Questions:\n"
 #: characters of observations and questions (printable ASCII)
@@ -34,12 +34,19 @@ def clean_question(utterance: str) -> str:
 
 @dataclass
 class QuestionGame:
-    """Rules of one game: the secrets to draw from, the oracle, the turn budget."""
+    """Rules of one game: the secrets to draw from, the rule table that knows their names (a question that
+    names the secret wins, whoever answers it), the oracle that answers (the rule table unless another is
+    given, e.g. an LLM), the turn budget."""
 
     name: str
     secrets: tuple[str, ...]
-    oracle: Oracle
+    rules: AttributeOracle
+    oracle: Oracle | None = None
     max_turns: int = 20
+
+    def __post_init__(self) -> None:
+        if self.oracle is None:
+            self.oracle = self.rules
 
     def max_observation_chars(self) -> int:
         return len(HEADER) + self.max_turns * (MAX_QUESTION_CHARS + 20)
@@ -61,7 +68,7 @@ class Episode:
         question = clean_question(utterance)
         answer = self.game.oracle.answer(self.secret, question)
         self.lines.append(f"{question} {answer}")
-        won = answer == YES and getattr(self.game.oracle, "guessed", lambda q: None)(question) == self.secret
+        won = self.game.rules.guessed(question) == self.secret
         self.done = won or len(self.lines) >= self.game.max_turns
         return self.observation(), 0.0 if won else -1.0, self.done
 
@@ -158,13 +165,13 @@ GAMES: dict[str, Callable[[], QuestionGame]] = {}
 def _twenty_questions_subset() -> QuestionGame:
     from zoo.envs.text.twenty_questions import SUBSET, subset_oracle
 
-    return QuestionGame("twenty-questions-subset", tuple(SUBSET), subset_oracle())
+    return QuestionGame("twenty-questions-subset", tuple(SUBSET), rules=subset_oracle())
 
 
 def _guess_my_city() -> QuestionGame:
     from zoo.envs.text.guess_my_city import CITIES, city_oracle
 
-    return QuestionGame("guess-my-city", tuple(CITIES), city_oracle())
+    return QuestionGame("guess-my-city", tuple(CITIES), rules=city_oracle())
 
 
 GAMES["twenty-questions-subset"] = _twenty_questions_subset
