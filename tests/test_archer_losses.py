@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, critic_loss, filtered_trajectories,
-                                      token_baseline_loss, utterance_advantage)
+                                      iql_critic_loss, token_baseline_loss, utterance_advantage)
 
 t = torch.tensor
 
@@ -24,6 +24,14 @@ def test_critic_loss_gradients_reach_only_the_online_heads():
     target = (t([2.0], requires_grad=True), t([4.0], requires_grad=True))
     critic_loss(q, (t([0.5]), t([1.0])), t([1.0]), t([False]), target, (t([1.0]), t([3.0])), 0.5).backward()
     assert q[0].grad.item() == pytest.approx(2 * (1.0 - 2.0)) and target[0].grad is None
+
+
+def test_iql_critic_loss_fits_v_by_expectile_to_the_data_action_q():
+    q, v = (t([1.0]), t([2.0])), (t([0.5]), t([4.0]))
+    # head 0: TD (1 - (1 + 0.5 * 2))^2 = 1; Qbar - V = 1 - 0.5 = 0.5 > 0, weight 0.9: 0.9 * 0.25 = 0.225
+    # head 1: TD (2 - (1 + 0.5 * 4))^2 = 1; Qbar - V = 3 - 4 = -1 < 0, weight 0.1: 0.1 * 1 = 0.1
+    loss = iql_critic_loss(q, v, t([1.0]), t([False]), (t([2.0]), t([4.0])), (t([1.0]), t([3.0])), 0.5, 0.9)
+    assert loss.item() == pytest.approx(1 + 0.225 + 1 + 0.1)
 
 
 def test_advantage_is_min_q_minus_min_v():

@@ -44,6 +44,8 @@ class Agent:
     """
 
     config_class: type[AgentConfig] = AgentConfig
+    #: the env classes this agent runs on (numeric VecEnvs; language agents take text games)
+    env_types: tuple[type, ...] = (VecEnv,)
 
     def __init__(self, env: str | VecEnv, *, seed: int = 0, device: str | torch.device = "auto", **hyperparameters):
         self.device = resolve_device(device)
@@ -53,9 +55,14 @@ class Agent:
         seed_everything(self.seed)
         if isinstance(env, str):
             env = make_env(env, num_envs=getattr(self.config, "num_envs", 1), device=self.device, seed=self.seed)
-        elif not isinstance(env, VecEnv):
-            raise TypeError(f"env must be an env id or a zoo VecEnv, got {type(env).__name__}")
-        elif env.device != self.device:
+            if not isinstance(env, self.env_types):
+                env.close()
+                raise ConfigError(f"{type(self).__name__} does not run on {self.env_id} (a "
+                                  f"{type(env).__name__}); it needs a {' or '.join(t.__name__ for t in self.env_types)}")
+        elif not isinstance(env, self.env_types):
+            raise TypeError(f"env must be an env id or a {' or '.join(t.__name__ for t in self.env_types)}, "
+                            f"got {type(env).__name__}")
+        if env.device != self.device:
             raise ConfigError(f"the env lives on {env.device} but the agent on {self.device}; build the env with "
                               f"device={str(self.device)!r} or pass device={str(env.device)!r}")
         self.env = env

@@ -332,7 +332,9 @@ def _text_tasks() -> list[str]:
 def _make_text_vec(task: str, num_envs: int, device, seed: int | None = None, **kwargs):
     from zoo.envs.text import TextVecEnv, make_game
 
-    return TextVecEnv(make_game(task, **kwargs), num_envs=num_envs, device=device, seed=seed)
+    env = TextVecEnv(make_game(task, **kwargs), num_envs=num_envs, device=device, seed=seed)
+    env.make_kwargs = dict(kwargs)
+    return env
 
 
 def _make_text_single(task: str, seed: int | None = None, **kwargs) -> gym.Env:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from zoo.agents.iql import expectile_loss
+
 
 def critic_loss(q: tuple[torch.Tensor, torch.Tensor], v: tuple[torch.Tensor, torch.Tensor], reward: torch.Tensor,
                 done: torch.Tensor, target_v_next: tuple[torch.Tensor, torch.Tensor],
@@ -18,6 +20,20 @@ def critic_loss(q: tuple[torch.Tensor, torch.Tensor], v: tuple[torch.Tensor, tor
     for i in range(2):
         q_target = reward + gamma * (1.0 - done.float()) * target_v_next[i].detach()
         loss = loss + F.mse_loss(q[i], q_target) + F.mse_loss(v[i], target_q_policy[i].detach())
+    return loss
+
+
+def iql_critic_loss(q: tuple[torch.Tensor, torch.Tensor], v: tuple[torch.Tensor, torch.Tensor],
+                    reward: torch.Tensor, done: torch.Tensor, target_v_next: tuple[torch.Tensor, torch.Tensor],
+                    target_q_data: tuple[torch.Tensor, torch.Tensor], gamma: float,
+                    expectile: float = 0.9) -> torch.Tensor:
+    """Offline ArCHer's critic (IQL, reference code): for each head ``i``,
+    ``(Q_i(s, a) - [r + gamma (1 - d) Vbar_i(s')])^2`` plus the expectile loss (``expectile``, 0.9) of
+    ``Qbar_i(s, a) - V_i(s)`` on the dataset's own action ``a`` (no policy sample, so no out-of-data action)."""
+    loss = reward.new_zeros(())
+    for i in range(2):
+        q_target = reward + gamma * (1.0 - done.float()) * target_v_next[i].detach()
+        loss = loss + F.mse_loss(q[i], q_target) + expectile_loss(target_q_data[i].detach() - v[i], expectile)
     return loss
 
 

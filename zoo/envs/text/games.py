@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from zoo.envs.text.oracles import AttributeOracle, Oracle
+from zoo.envs.text.oracles import ANSWERS, INVALID, AttributeOracle, Oracle
+from zoo.errors import ConfigError
 
 HEADER = "Questions:\n"
 #: characters of observations and questions (printable ASCII)
@@ -43,13 +44,31 @@ class QuestionGame:
     rules: AttributeOracle
     oracle: Oracle | None = None
     max_turns: int = 20
+    #: one plain question per attribute the rules know (the weak policy's and the tiny tokenizer's material)
+    questions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.oracle is None:
             self.oracle = self.rules
 
+    def guess(self, secret: str) -> str:
+        """The question that guesses ``secret`` (``"Is it a dog?"``, ``"Is it Paris?"``)."""
+        return f"Is it {secret.title()}?" if self.name == "guess-my-city" else f"Is it {article(secret)} {secret}?"
+
+    def vocabulary(self) -> list[str]:
+        """Every text this game can show or expect: the header, answers, questions, guesses, names, phrases
+        (what a word-level tokenizer for it must cover)."""
+        names = [n for s in self.secrets for n in self.rules.names_of(s)]
+        phrases = [p for ps in self.rules.triggers.values() for p in ps]
+        return [HEADER, *ANSWERS, *self.questions, *(self.guess(s) for s in self.secrets), *names, *phrases]
+
     def max_observation_chars(self) -> int:
         return len(HEADER) + self.max_turns * (MAX_QUESTION_CHARS + 20)
+
+
+def article(noun: str) -> str:
+    """``a`` or ``an`` before ``noun`` (by its first letter; good enough for the games' word lists)."""
+    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 class Episode:
@@ -66,7 +85,8 @@ class Episode:
         if self.done:
             raise RuntimeError("the episode is over; reset first")
         question = clean_question(utterance)
-        answer = self.game.oracle.answer(self.secret, question)
+        # an empty utterance asks nothing (and costs an LLM oracle no call)
+        answer = self.game.oracle.answer(self.secret, question) if question else INVALID
         self.lines.append(f"{question} {answer}")
         won = self.game.rules.guessed(question) == self.secret
         self.done = won or len(self.lines) >= self.game.max_turns
@@ -163,26 +183,38 @@ GAMES: dict[str, Callable[[], QuestionGame]] = {}
 
 
 def _twenty_questions_subset() -> QuestionGame:
-    from zoo.envs.text.twenty_questions import SUBSET, subset_oracle
+    from zoo.envs.text.twenty_questions import QUESTIONS, SUBSET, subset_oracle
 
-    return QuestionGame("twenty-questions-subset", tuple(SUBSET), rules=subset_oracle())
+    return QuestionGame("twenty-questions-subset", tuple(SUBSET), rules=subset_oracle(), questions=QUESTIONS)
 
 
 def _guess_my_city() -> QuestionGame:
-    from zoo.envs.text.guess_my_city import CITIES, city_oracle
+    from zoo.envs.text.guess_my_city import CITIES, city_oracle, city_questions
 
-    return QuestionGame("guess-my-city", tuple(CITIES), rules=city_oracle())
+    return QuestionGame("guess-my-city", tuple(CITIES), rules=city_oracle(), questions=city_questions())
 
 
 GAMES["twenty-questions-subset"] = _twenty_questions_subset
 GAMES["guess-my-city"] = _guess_my_city
 
 
-def make_game(task: str, oracle: Oracle | None = None, max_turns: int | None = None) -> QuestionGame:
-    """The game ``task``, optionally answered by another ``oracle`` (e.g. an :class:`HTTPOracle`)."""
+def make_game(task: str, oracle: Oracle | None = None, max_turns: int | None = None,
+              secrets: list[str] | tuple[str, ...] | None = None) -> QuestionGame:
+    """The game ``task``, optionally answered by another ``oracle`` (e.g. an :class:`HTTPOracle`), with another
+    turn budget, or with the hidden secret drawn from ``secrets`` only (a smaller game; the rules still know
+    every name, so guessing a word outside it is a wrong guess)."""
+    if task not in GAMES:
+        raise ConfigError(f"unknown text game {task!r}; known: {', '.join(sorted(GAMES))}")
     game = GAMES[task]()
     if oracle is not None:
         game.oracle = oracle
     if max_turns is not None:
+        if int(max_turns) < 1:
+            raise ConfigError(f"max_turns must be at least 1, got {max_turns!r}")
         game.max_turns = int(max_turns)
+    if secrets is not None:
+        unknown = [s for s in secrets if s not in game.secrets]
+        if unknown or not secrets:
+            raise ConfigError(f"{task}: secrets must be a non-empty subset of the game's; unknown: {unknown}")
+        game.secrets = tuple(secrets)
     return game

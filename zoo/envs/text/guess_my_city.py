@@ -115,3 +115,16 @@ def _triggers() -> dict[str, tuple[str, ...]]:
 
 def city_oracle() -> AttributeOracle:
     return AttributeOracle({city: _attributes(city) for city in CITIES}, _triggers(), ALIASES)
+
+
+def city_questions() -> tuple[str, ...]:
+    """One plain question per attribute: continents, countries, flags, languages, landmarks."""
+    flags = {"capital": "Is it a capital city?", "coastal": "Is it on the coast?", "megacity":
+             "Does it have more than ten million people?", "tropical": "Is it tropical?", "desert":
+             "Is it in a desert?", "cold_winters": "Does it have cold winters?", "olympics":
+             "Has it hosted the Olympics?", "southern": "Is it in the southern hemisphere?"}
+    countries = sorted({country for country, *_ in CITIES.values()})
+    landmarks = sorted({landmark for *_, marks in CITIES.values() for landmark in marks})
+    return (*(f"Is it in {c}?" for c in CONTINENTS), *flags.values(), *(f"Is it in {c}?" for c in countries),
+            *(f"Do people speak {language} there?" for language in LANGUAGES),
+            *(f"Is the {landmark} there?" for landmark in landmarks))

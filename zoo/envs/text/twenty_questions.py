@@ -40,6 +40,16 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "man_made": ("man made", "manmade", "made by humans", "artificial", "manufactured", "object", "thing"),
 }
 
+#: one plain question per attribute (the weak policy's questions)
+QUESTIONS: tuple[str, ...] = (
+    "Is it an animal?", "Is it a mammal?", "Is it a pet?", "Is it food?", "Is it a fruit?", "Is it a plant?",
+    "Is it yellow?", "Is it a vehicle?", "Does it have wheels?", "Is it clothing?", "Is it soft?",
+    "Is it electronic?", "Does it have keys?", "Is it a musical instrument?", "Is it furniture?",
+    "Is it used for writing?", "Is it a tool?", "Is it sharp?", "Is it used in sports?", "Is it made of metal?",
+    "Is it made of wood?", "Is it big?", "Is it small?", "Is it found indoors?", "Is it found outdoors?",
+    "Does it have legs?", "Is it man made?",
+)
+
 #: the paper's 10-word subset: word -> attributes (all others are answered No)
 SUBSET: dict[str, frozenset[str]] = {w: frozenset(a.split()) for w, a in {
     "football": "sports small outdoors man_made",

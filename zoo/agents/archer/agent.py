@@ -1,0 +1,319 @@
+"""ArCHer and its baselines on text games: the online agent (utterance-level off-policy critic, token-level
+REINFORCE actor with the critic's advantage, optional token-level baseline), offline ArCHer (IQL critic and
+AWR actor on logged dialogues), CHAI (the critic picks the best of k sampled utterances) and online filtered
+behaviour cloning.
+
+One iteration (reference code): play ``rollout_size`` dialogues by sampling, put every utterance transition
+in a FIFO replay, run ``critic_epochs`` critic steps, then (after ``warmup_iters`` iterations)
+``actor_epochs`` actor steps; each step accumulates ``grad_accum_steps`` minibatches of ``batch_size``, clips
+the gradient norm to ``max_grad_norm``, and the target critic follows with Polyak ``tau`` after every
+critic step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.agents import register_agent
+from zoo.agents.archer.critic import CriticWithTarget, UtteranceCritic
+from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, critic_loss, filtered_trajectories,
+                                      iql_critic_loss, token_baseline_loss, utterance_advantage)
+from zoo.agents.config import in_unit_interval, positive
+from zoo.agents.language import LanguageAgent, LanguageAgentConfig
+from zoo.buffers.utterances import UtteranceReplay
+from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
+from zoo.errors import ConfigError
+from zoo.llm.logprobs import score_utterances
+from zoo.llm.models import TINY, load_encoder, load_tokenizer
+from zoo.nets import adam
+
+#: CPU-sized settings for the tiny models (the paper's are for GPT-2 124M and RoBERTa-base on a GPU)
+TINY_ARCHER = {"critic_width": 64, "critic_lr": 1e-3, "actor_lr": 1e-4, "num_envs": 32, "rollout_size": 32,
+               "batch_size": 64, "grad_accum_steps": 1, "critic_epochs": 10, "actor_epochs": 2, "warmup_iters": 3,
+               "max_new_tokens": 16}
+
+
+@dataclasses.dataclass
+class ArCHerConfig(LanguageAgentConfig):
+    """Defaults: the paper's Twenty Questions settings (guess-my-city: 10 warm-up iterations)."""
+
+    critic_encoder: str = TINY
+    critic_width: int = 768
+    critic_layers: int = 3
+    critic_lr: float = 2e-5
+    critic_epochs: int = 50
+    warmup_iters: int = 20
+    gamma: float = 0.95
+    tau: float = 0.1
+    replay_size: int = 100_000
+    #: the paper's "ArCHer w/ baseline": a token-level value regressed to the utterance advantage
+    token_baseline: bool = False
+
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {"text/guess-my-city*": {"warmup_iters": 10}}
+    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_ARCHER
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, "critic_width", "critic_layers", "critic_lr", "replay_size")
+        in_unit_interval(self, "gamma", "tau")
+        if self.critic_epochs < 0 or self.warmup_iters < 0:
+            raise ConfigError("critic_epochs and warmup_iters must be >= 0")
+
+
+@register_agent
+class ArCHer(LanguageAgent):
+    """Online ArCHer (Zhou et al., 2024). ``ArCHer("text/twenty-questions-subset")`` runs on a CPU with the tiny
+    models; ``actor="gpt2"`` (or a directory, ``lora=True`` for 7B models) and ``critic_encoder="roberta-base"``
+    give the paper's setting."""
+
+    config_class = ArCHerConfig
+
+    def _build(self) -> None:
+        super()._build()
+        c = self.config
+        if c.critic_encoder == TINY:
+            tokenizer = self.tokenizer if c.actor == TINY else load_tokenizer(TINY, self.env.game.vocabulary())
+        else:
+            tokenizer = None
+        encoder, encoder_tokenizer = load_encoder(c.critic_encoder, tokenizer, seed=self.seed + 1,
+                                                  tiny_layers=c.tiny_layers, tiny_width=c.tiny_width)
+        torch.manual_seed(self.seed + 2)
+        self.critic = CriticWithTarget(UtteranceCritic(encoder, encoder_tokenizer, c.critic_width,
+                                                       c.critic_layers)).to(self.device).eval()
+        self.critic_optimizer = adam(self.critic.critic.parameters(), c.critic_lr)
+        self.replay = UtteranceReplay(c.replay_size)
+        self.baseline = None
+        if c.token_baseline:
+            self.baseline = nn.Linear(int(self.actor.config.hidden_size), 1).to(self.device)
+            self.baseline_optimizer = adam(self.baseline.parameters(), c.critic_lr)
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        modules = {**super().state_modules(), "critic": self.critic}
+        return {**modules, "baseline": self.baseline} if self.baseline is not None else modules
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {**super().state_optimizers(), "critic": self.critic_optimizer}
+        return {**optimizers, "baseline": self.baseline_optimizer} if self.baseline is not None else optimizers
+
+    # -- the critic -----------------------------------------------------------------------
+    def critic_step_loss(self, batch: dict) -> torch.Tensor:
+        """The TD loss on one minibatch, with fresh policy utterances for the V targets."""
+        policy_actions = self.policy_utterances(batch["observations"])
+        q, v = self.critic.critic(batch["observations"], batch["actions"])
+        with torch.no_grad():
+            target_v_next = self.critic.target.values(batch["next_observations"])
+            target_q_policy, _ = self.critic.target(batch["observations"], policy_actions)
+        return critic_loss(q, v, batch["rewards"], batch["dones"], target_v_next, target_q_policy,
+                           self.config.gamma)
+
+    def critic_update(self, sample) -> float:
+        """One critic step (``grad_accum_steps`` minibatches from ``sample()``), then the target update."""
+        c = self.config
+        total = 0.0
+        for _ in range(c.grad_accum_steps):
+            loss = self.critic_step_loss(sample()) / c.grad_accum_steps
+            loss.backward()
+            total += float(loss.detach())
+        self.clip_and_step(self.critic_optimizer, self.critic.critic)
+        self.critic.update_target(c.tau)
+        return total
+
+    # -- the actor ----------------------------------------------------------------------
+    def actor_step_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """REINFORCE on fresh samples ``a_pi ~ pi(.|s)`` with ``A = min Q(s, a_pi) - min V(s)``; returns
+        (loss, advantages)."""
+        observations = batch["observations"]
+        actions = self.sample(observations)
+        with torch.no_grad():
+            advantage = utterance_advantage(*self.critic.critic(observations, actions))
+        if self.baseline is None:
+            log_probs, mask = score_utterances(self.actor, self.tokenizer, observations, actions)
+            return actor_loss(advantage, log_probs, mask), advantage
+        log_probs, mask, hidden = score_utterances(self.actor, self.tokenizer, observations, actions,
+                                                   return_hidden=True)
+        baseline = self.baseline(hidden.detach().float()).squeeze(-1)
+        loss = actor_loss(advantage, log_probs, mask, baseline) + token_baseline_loss(baseline, advantage, mask)
+        return loss, advantage
+
+    def actor_update(self, sample) -> tuple[float, float]:
+        c = self.config
+        total, advantages = 0.0, []
+        for _ in range(c.grad_accum_steps):
+            loss, advantage = self.actor_step_loss(sample())
+            (loss / c.grad_accum_steps).backward()
+            total += float(loss.detach()) / c.grad_accum_steps
+            advantages.append(advantage)
+        self.clip_and_step(self.actor_optimizer, self.actor)
+        if self.baseline is not None:
+            self.clip_and_step(self.baseline_optimizer, self.baseline)
+        return total, float(torch.cat(advantages).mean())
+
+    def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
+        c = self.config
+        for turns in dialogues:
+            self.replay.add(turns)
+        sample = lambda: self.replay.sample(c.batch_size, self.rng, self.device)  # noqa: E731
+        metrics: dict[str, float] = {}
+        losses = [self.critic_update(sample) for _ in range(c.critic_epochs)]
+        if losses:
+            metrics["critic_loss"] = float(np.mean(losses))
+        if self.iteration >= c.warmup_iters and c.actor_epochs > 0:
+            results = [self.actor_update(sample) for _ in range(c.actor_epochs)]
+            metrics["actor_loss"] = float(np.mean([r[0] for r in results]))
+            metrics["advantage_mean"] = float(np.mean([r[1] for r in results]))
+        return metrics
+
+
+@dataclasses.dataclass
+class CHAIConfig(ArCHerConfig):
+    """CHAI: ArCHer's critic, no actor update; ``num_candidates`` utterances sampled per turn."""
+
+    actor_epochs: int = 0
+    num_candidates: int = 5
+
+    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {k: v for k, v in TINY_ARCHER.items() if k != "actor_epochs"}
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, "num_candidates")
+        if self.actor_epochs != 0:
+            raise ConfigError("CHAI does not train its actor (actor_epochs must be 0); use ArCHer for that")
+
+
+@register_agent
+class CHAI(ArCHer):
+    """CHAI (Verma et al., 2022) as in the ArCHer paper: the warm-started actor proposes ``num_candidates``
+    utterances, the agent says the one with the highest ``min(Q1, Q2)``; the critic is trained as ArCHer's,
+    with the V target taken at this policy's choice."""
+
+    config_class = CHAIConfig
+
+    @torch.no_grad()
+    def policy_utterances(self, observations: list[str], deterministic: bool = False) -> list[str]:
+        k = self.config.num_candidates
+        repeated = [o for o in observations for _ in range(k)]
+        candidates = self.sample(repeated)
+        (q1, q2), _ = self.critic.critic(repeated, candidates)
+        best = torch.minimum(q1, q2).view(len(observations), k).argmax(1).tolist()
+        return [candidates[i * k + j] for i, j in enumerate(best)]
+
+
+@dataclasses.dataclass
+class FilteredBCConfig(LanguageAgentConfig):
+    """Online filtered BC: behaviour cloning on the collected dialogues whose return is at or above the
+    ``quantile`` of their rollout's returns (0.9 in the paper)."""
+
+    quantile: float = 0.9
+    buffer_size: int = 100_000
+
+    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {k: TINY_ARCHER[k] for k in (
+        "actor_lr", "num_envs", "rollout_size", "batch_size", "grad_accum_steps", "actor_epochs", "max_new_tokens")}
+
+    def validate(self) -> None:
+        super().validate()
+        in_unit_interval(self, "quantile")
+        positive(self, "buffer_size")
+
+
+@register_agent
+class FilteredBC(LanguageAgent):
+    """Online filtered behaviour cloning (the ArCHer paper's baseline): after each rollout, keep the best
+    dialogues (return at or above the ``quantile``) in a FIFO buffer and clone their utterances."""
+
+    config_class = FilteredBCConfig
+
+    def _build(self) -> None:
+        super()._build()
+        self.kept = UtteranceReplay(self.config.buffer_size)
+
+    def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
+        c = self.config
+        returns = torch.tensor([dialogue_return(d) for d in dialogues])
+        for keep, turns in zip(filtered_trajectories(returns, c.quantile).tolist(), dialogues):
+            if keep:
+                self.kept.add([t for t in turns if t.action])
+        losses = []
+        for _ in range(c.actor_epochs):
+            total = 0.0
+            for _ in range(c.grad_accum_steps):
+                picked = self.rng.integers(len(self.kept), size=c.batch_size)
+                loss = self.bc_loss([self.kept.turns[i] for i in picked]) / c.grad_accum_steps
+                loss.backward()
+                total += float(loss.detach())
+            self.clip_and_step(self.actor_optimizer, self.actor)
+            losses.append(total)
+        return {"bc_loss": float(np.mean(losses)) if losses else 0.0, "kept_turns": float(len(self.kept))}
+
+
+@dataclasses.dataclass
+class OfflineArCHerConfig(ArCHerConfig):
+    """Offline ArCHer: IQL critic (expectile 0.9) and AWR actor (``awr_beta`` 1); ``warmup_iters`` counts
+    critic-only gradient steps."""
+
+    expectile: float = 0.9
+    awr_beta: float = 1.0
+    awr_clip: float = 100.0
+
+    def validate(self) -> None:
+        super().validate()
+        in_unit_interval(self, "expectile")
+        positive(self, "awr_beta", "awr_clip")
+
+
+@register_agent
+class OfflineArCHer(ArCHer):
+    """ArCHer from a dataset of logged dialogues (no env interaction while learning; the env is used for
+    evaluation). ``learn(total_steps)`` counts gradient steps; the warm start clones the dataset."""
+
+    config_class = OfflineArCHerConfig
+
+    def __init__(self, env, *, dataset: list[list[Turn]] | str | os.PathLike | None = None, seed: int = 0,
+                 device="auto", **hyperparameters):
+        if isinstance(dataset, (str, os.PathLike)):
+            dataset = load_dialogues(dataset)
+        self.dialogues: list[list[Turn]] = list(dataset or [])
+        super().__init__(env, seed=seed, device=device, **hyperparameters)
+        for turns in self.dialogues:
+            self.replay.add(turns)
+
+    def warm_start_dialogues(self) -> list[list[Turn]]:
+        return self.dialogues
+
+    def critic_step_loss(self, batch: dict) -> torch.Tensor:
+        q, v = self.critic.critic(batch["observations"], batch["actions"])
+        with torch.no_grad():
+            target_v_next = self.critic.target.values(batch["next_observations"])
+            target_q_data, _ = self.critic.target(batch["observations"], batch["actions"])
+        return iql_critic_loss(q, v, batch["rewards"], batch["dones"], target_v_next, target_q_data,
+                               self.config.gamma, self.config.expectile)
+
+    def actor_step_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """AWR on the dataset's utterances: ``-exp(beta A) log pi(a_data | s)``."""
+        observations, actions = batch["observations"], batch["actions"]
+        with torch.no_grad():
+            advantage = utterance_advantage(*self.critic.critic(observations, actions))
+        log_probs, mask = score_utterances(self.actor, self.tokenizer, observations, actions)
+        return awr_actor_loss(advantage, log_probs, mask, self.config.awr_beta, self.config.awr_clip), advantage
+
+    def _learn(self, total_steps: int, report) -> None:
+        if not self.dialogues:
+            raise ConfigError("OfflineArCHer learns from dataset= (a list of dialogues or a JSON-lines file of "
+                              "them); none was given")
+        self.warm_start()
+        c = self.config
+        sample = lambda: self.replay.sample(c.batch_size, self.rng, self.device)  # noqa: E731
+        for _ in range(total_steps):
+            metrics = {"critic_loss": self.critic_update(sample)}
+            if self.iteration >= c.warmup_iters:
+                metrics["actor_loss"], metrics["advantage_mean"] = self.actor_update(sample)
+            self.iteration += 1
+            self.num_timesteps += 1
+            if not report(metrics):
+                return

@@ -1,0 +1,251 @@
+"""The shared layer of the language agents (ArCHer, CHAI, filtered BC): an actor that is a causal LM, played
+on a batched text game; dialogue collection, the behaviour-cloning warm start, sampled-return evaluation,
+checkpoints and ``save_pretrained``.
+
+The actor is ``"tiny"`` (a 2-layer GPT-2 with a word-level tokenizer built from the game's vocabulary, random
+weights, nothing downloaded), a Hugging Face hub id, or a local directory; ``lora=True`` trains LoRA adapters
+(``peft``) instead of all weights. Models stay in eval mode (no dropout), so that the log-probabilities
+trained on are those of the sampling policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.agents.base import Agent
+from zoo.agents.config import AgentConfig, positive
+from zoo.envs.text import TextVecEnv
+from zoo.envs.text.dialogues import Turn, dialogue_return, weak_dialogues
+from zoo.errors import ConfigError
+from zoo.llm.logprobs import score_utterances
+from zoo.llm.models import TINY, load_actor, load_tokenizer, newline_token_ids, sample_utterances
+from zoo.nets import adam
+
+
+@dataclasses.dataclass
+class LanguageAgentConfig(AgentConfig):
+    """What every language agent shares. Paper defaults (ArCHer, Twenty Questions); with ``actor="tiny"``
+    the class's ``TINY_DEFAULTS`` replace those not given explicitly (CPU-sized)."""
+
+    #: ``"tiny"``, a hub id (``"gpt2"``, ``"mistralai/Mistral-7B-Instruct-v0.2"``) or a local directory
+    actor: str = TINY
+    tiny_layers: int = 2
+    tiny_width: int = 64
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "auto"
+    num_envs: int = 32
+    rollout_size: int = 128
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    actor_lr: float = 1e-6
+    actor_epochs: int = 3
+    batch_size: int = 8
+    grad_accum_steps: int = 32
+    max_grad_norm: float = 1.0
+    #: behaviour-cloning warm start on a weak scripted player's dialogues before the first iteration
+    #: (-1: 'auto', i.e. 300 steps for the tiny actor, none for a given model, assumed fine-tuned already)
+    sft_steps: int = -1
+    sft_episodes: int = 2000
+    sft_lr: float = 1e-3
+    sft_batch_size: int = 32
+    sft_guess_prob: float = 0.3
+
+    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def create(cls, env_id: str | None = None, **overrides) -> "LanguageAgentConfig":
+        cls.check_keys(overrides)
+        values = cls.preset_for(env_id)
+        values.update(overrides)
+        if values.get("actor", TINY) == TINY:
+            for key, value in cls.TINY_DEFAULTS.items():
+                values.setdefault(key, value)
+        return cls(**values)
+
+    def validate(self) -> None:
+        positive(self, "num_envs", "rollout_size", "max_new_tokens", "batch_size", "grad_accum_steps",
+                 "max_grad_norm", "sft_lr", "sft_batch_size", "tiny_layers", "tiny_width")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if self.actor_lr < 0 or self.actor_epochs < 0 or self.sft_episodes < 0 or self.sft_steps < -1:
+            raise ConfigError("actor_lr, actor_epochs and sft_episodes must be >= 0, sft_steps >= -1")
+        if not self.actor:
+            raise ConfigError("actor must name a model: 'tiny', a hub id or a directory")
+
+    @property
+    def warm_start_steps(self) -> int:
+        return (300 if self.actor == TINY else 0) if self.sft_steps == -1 else self.sft_steps
+
+
+class LanguageAgent(Agent):
+    """An agent whose actor is a causal LM and whose env is a :class:`~zoo.envs.text.TextVecEnv`.
+
+    ``learn(total_steps)`` counts turns (utterances) played; ``act(list[str]) -> list[str]``;
+    ``evaluate`` reports *sampled* returns (greedy decoding tends to repeat one question).
+    Subclasses implement ``_iteration(dialogues)`` (one update after a rollout) and may override
+    ``policy_utterances`` (how the agent plays).
+    """
+
+    config_class = LanguageAgentConfig
+    env_types = (TextVecEnv,)
+
+    def _build(self) -> None:
+        c = self.config
+        self.rng = np.random.default_rng(self.seed)
+        self.tokenizer = load_tokenizer(c.actor, self.env.game.vocabulary())
+        lora = dict(r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout, targets=c.lora_targets) if c.lora else None
+        self.actor = load_actor(c.actor, self.tokenizer, seed=self.seed, tiny_layers=c.tiny_layers,
+                                tiny_width=c.tiny_width, lora=lora).to(self.device).eval()
+        self.stop_ids = newline_token_ids(self.tokenizer)
+        self.actor_optimizer = adam([p for p in self.actor.parameters() if p.requires_grad], c.actor_lr)
+        self.sft_done = False
+        self.iteration = 0
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor}
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"sft_done": self.sft_done, "iteration": self.iteration}
+
+    # -- playing ----------------------------------------------------------------
+    def sample(self, observations: list[str], temperature: float | None = None) -> list[str]:
+        """One utterance per observation from the actor (the config's temperature unless given)."""
+        c = self.config
+        return sample_utterances(self.actor, self.tokenizer, list(observations), self.stop_ids,
+                                 c.temperature if temperature is None else temperature, c.max_new_tokens)
+
+    def policy_utterances(self, observations: list[str], deterministic: bool = False) -> list[str]:
+        """What the agent says in each game: a sample from the actor (greedy if ``deterministic``)."""
+        return self.sample(observations, 0.0 if deterministic else None)
+
+    @torch.no_grad()
+    def act(self, obs: list[str], deterministic: bool = False) -> list[str]:
+        if isinstance(obs, str) or not all(isinstance(o, str) for o in obs):
+            raise TypeError(f"{type(self).__name__}.act takes a list of observation strings")
+        return self.policy_utterances(list(obs), deterministic)
+
+    @torch.no_grad()
+    def play(self, env: TextVecEnv, n: int, deterministic: bool = False) -> list[list[Turn]]:
+        """``n`` whole dialogues on ``env``, in waves of ``env.num_envs`` games from a reset (finished games
+        wait with empty utterances, which ask the oracle nothing, so no episode is cut short or counted twice)."""
+        dialogues: list[list[Turn]] = []
+        while len(dialogues) < n:
+            k = min(env.num_envs, n - len(dialogues))
+            obs = env.reset()
+            active = [i < k for i in range(env.num_envs)]
+            turns: list[list[Turn]] = [[] for _ in range(env.num_envs)]
+            while any(active):
+                playing = [i for i in range(env.num_envs) if active[i]]
+                actions = [""] * env.num_envs
+                for i, utterance in zip(playing, self.policy_utterances([obs[i] for i in playing], deterministic)):
+                    actions[i] = utterance
+                next_obs, reward, terminated, truncated, info = env.step(actions)
+                done = (terminated | truncated).tolist()
+                for i in playing:
+                    turns[i].append(Turn(obs[i], actions[i], float(reward[i]), info["final_obs"][i], done[i]))
+                    active[i] = not done[i]
+                obs = next_obs
+            dialogues += turns[:k]
+        return dialogues
+
+    def evaluate(self, n_episodes: int = 32, deterministic: bool = False, env: TextVecEnv | None = None,
+                 seed: int | None = None) -> dict[str, float]:
+        """Mean / std of the return, mean length and success rate over ``n_episodes`` dialogues on a fresh
+        copy of the game (sampled utterances unless ``deterministic``)."""
+        env = env or TextVecEnv(self.env.game, num_envs=min(n_episodes, self.config.num_envs), device=self.device,
+                                seed=self.seed + 1_000_003 if seed is None else seed)
+        return dialogue_stats(self.play(env, n_episodes, deterministic))
+
+    # -- training -----------------------------------------------------------------
+    def behaviour_clone(self, dialogues: list[list[Turn]], steps: int, lr: float | None = None,
+                        batch_size: int | None = None) -> list[float]:
+        """Supervised fine-tuning of the actor on the utterances of ``dialogues`` (each followed by its ending
+        newline, so that the actor learns to stop); returns the losses (mean token negative log-likelihood)."""
+        turns = [t for d in dialogues for t in d if t.action]
+        if not turns:
+            raise ConfigError("behaviour cloning needs dialogues with at least one non-empty utterance")
+        optimizer = adam([p for p in self.actor.parameters() if p.requires_grad], lr or self.config.sft_lr)
+        losses = []
+        for _ in range(steps):
+            batch = [turns[i] for i in self.rng.integers(len(turns), size=batch_size or self.config.sft_batch_size)]
+            loss = self.bc_loss(batch)
+            loss.backward()
+            self.clip_and_step(optimizer, self.actor)
+            losses.append(float(loss.detach()))
+        return losses
+
+    def bc_loss(self, turns: list[Turn]) -> torch.Tensor:
+        """Mean token negative log-likelihood of the turns' utterances and their ending newlines."""
+        log_probs, mask = score_utterances(self.actor, self.tokenizer, [t.observation for t in turns],
+                                           [t.action for t in turns], add_stop=True)
+        return -(log_probs * mask).sum() / mask.sum().clamp(min=1)
+
+    def warm_start_dialogues(self) -> list[list[Turn]]:
+        """The warm start's data: a weak scripted player's dialogues on the agent's game."""
+        c = self.config
+        return weak_dialogues(self.env.game, c.sft_episodes, c.sft_guess_prob, seed=self.seed)
+
+    def warm_start(self) -> None:
+        """The behaviour-cloning warm start of the config (once per agent; a loaded agent keeps its own)."""
+        c = self.config
+        if not self.sft_done and c.warm_start_steps > 0:
+            self.behaviour_clone(self.warm_start_dialogues(), c.warm_start_steps)
+        self.sft_done = True
+
+    def clip_and_step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> float:
+        """Clip the gradient norm of ``module`` to ``max_grad_norm``, step, zero; returns the norm."""
+        norm = nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
+        """One update after a rollout of ``dialogues``; returns metrics."""
+        raise NotImplementedError
+
+    def _learn(self, total_steps: int, report) -> None:
+        self.warm_start()
+        target = self.num_timesteps + total_steps
+        while self.num_timesteps < target:
+            start = time.perf_counter()
+            dialogues = self.play(self.env, self.config.rollout_size)
+            collect_s = time.perf_counter() - start
+            self.num_timesteps += sum(len(d) for d in dialogues)
+            metrics = self._iteration(dialogues)
+            self.iteration += 1
+            metrics.update(dialogue_stats(dialogues), iteration=self.iteration,
+                           trajectories_per_s=len(dialogues) / max(collect_s, 1e-9))
+            if not report(metrics):
+                return
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """The actor and its tokenizer as a Hugging Face directory (LoRA: the adapter), loadable as
+        ``actor=directory`` by any language agent or by ``AutoModelForCausalLM.from_pretrained``."""
+        directory = Path(directory)
+        self.actor.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        return directory
+
+
+def dialogue_stats(dialogues: list[list[Turn]]) -> dict[str, float]:
+    """``return_mean``, ``return_std``, ``length_mean``, ``success_rate`` (a game ends in a win when its last
+    reward is 0) over dialogues."""
+    returns = np.array([dialogue_return(d) for d in dialogues])
+    return {"episodes": len(dialogues), "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "length_mean": float(np.mean([len(d) for d in dialogues])),
+            "success_rate": float(np.mean([d[-1].reward == 0.0 and d[-1].done for d in dialogues]))}

@@ -1,0 +1,131 @@
+"""Language models for the language agents: the actor (a causal LM) and the critic's encoder, given as
+``"tiny"`` (built locally from a game's vocabulary, nothing downloaded), a Hugging Face hub id or a local
+directory; LoRA through ``peft``; sampling of one utterance per prompt, cut at the first newline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from zoo.errors import ConfigError, MissingExtraError
+
+TINY = "tiny"
+
+
+def _transformers():
+    try:
+        import transformers
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("Language-model agents", "llm", exc) from exc
+    return transformers
+
+
+def load_tokenizer(spec: str, vocabulary: list[str] | None = None):
+    """The tokenizer of ``spec`` with left padding and a pad token: a word-level one over ``vocabulary`` for
+    ``"tiny"``, else ``AutoTokenizer.from_pretrained(spec)``."""
+    if spec == TINY:
+        from zoo.llm.tiny import COMMON_WORDS, word_tokenizer, words_of
+
+        if not vocabulary:
+            raise ConfigError("a tiny model's tokenizer is built from the game's vocabulary; none was given")
+        return word_tokenizer(words_of([*COMMON_WORDS, *vocabulary, "? . : ' ,\n"]))
+    tokenizer = _transformers().AutoTokenizer.from_pretrained(_checked(spec))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _checked(spec: str) -> str:
+    """A local path must exist (a clear error rather than a hub lookup of a mistyped directory)."""
+    looks_local = spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").split("/", 1)[-1]
+    if looks_local and not Path(spec).expanduser().exists():
+        raise ConfigError(f"model directory {spec!r} does not exist")
+    return str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec
+
+
+def load_actor(spec: str, tokenizer, seed: int = 0, tiny_layers: int = 2, tiny_width: int = 64,
+               lora: dict | None = None):
+    """A causal LM: a tiny random GPT-2 for ``"tiny"``, else ``AutoModelForCausalLM.from_pretrained(spec)``
+    (hub id or directory); with ``lora`` (``r``, ``alpha``, ``dropout``, ``targets``) wrapped by ``peft``."""
+    if spec == TINY:
+        from zoo.llm.tiny import tiny_gpt2
+
+        model = tiny_gpt2(tokenizer, n_layer=tiny_layers, n_embd=tiny_width, seed=seed)
+    else:
+        model = _transformers().AutoModelForCausalLM.from_pretrained(_checked(spec))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return with_lora(model, **lora) if lora else model
+
+
+def with_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, targets: str = "auto"):
+    """``peft`` LoRA adapters on ``model`` (``targets``: comma-separated module names; ``"auto"``: the
+    attention projections q/k/v/o where the model has them, else peft's default for the architecture)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("LoRA", "llm", exc) from exc
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    if targets == "auto":
+        qkvo = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        modules = qkvo if set(qkvo) <= names else None
+    else:
+        modules = [t.strip() for t in targets.split(",") if t.strip()]
+        missing = [m for m in modules if m not in names]
+        if missing:
+            raise ConfigError(f"LoRA targets {missing} are not modules of {type(model).__name__}")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def load_encoder(spec: str, tokenizer=None, seed: int = 0, tiny_layers: int = 2, tiny_width: int = 64):
+    """The critic's text encoder and its tokenizer: a tiny random RoBERTa over ``tokenizer`` for ``"tiny"``,
+    else ``AutoModel`` / ``AutoTokenizer.from_pretrained(spec)``."""
+    if spec == TINY:
+        from zoo.llm.tiny import tiny_roberta
+
+        if tokenizer is None:
+            raise ConfigError("a tiny critic encoder needs the tokenizer to share")
+        return tiny_roberta(tokenizer, num_layers=tiny_layers, hidden=tiny_width, seed=seed), tokenizer
+    transformers = _transformers()
+    encoder_tokenizer = transformers.AutoTokenizer.from_pretrained(_checked(spec))
+    return transformers.AutoModel.from_pretrained(_checked(spec)), encoder_tokenizer
+
+
+def newline_token_ids(tokenizer) -> list[int]:
+    """Ids of the tokens whose text contains a newline (sampling stops there), plus the EOS token."""
+    vocab = tokenizer.get_vocab()
+    ids = sorted({i for i in vocab.values() if "\n" in tokenizer.decode([i])})
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def cut_utterance(text: str) -> str:
+    """An utterance ends at its first newline (the newline is not part of it)."""
+    return text.split("\n", 1)[0].strip()
+
+
+@torch.no_grad()
+def sample_utterances(model, tokenizer, prompts: list[str], stop_ids: list[int], temperature: float = 1.0,
+                      max_new_tokens: int = 32, max_prompt_tokens: int | None = None) -> list[str]:
+    """One utterance per prompt, sampled at ``temperature`` (no top-k / top-p), cut at the first newline;
+    ``temperature`` 0 decodes greedily."""
+    device = next(model.parameters()).device
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                      truncation=max_prompt_tokens is not None, max_length=max_prompt_tokens).to(device)
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 \
+        else {"do_sample": False}
+    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                         **sampling)
+    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=False)
+    specials = [t for t in (tokenizer.pad_token, tokenizer.eos_token) if t]
+    cleaned = []
+    for text in texts:
+        for special in specials:
+            text = text.replace(special, "\n" if special == tokenizer.eos_token else "")
+        cleaned.append(cut_utterance(text))
+    return cleaned
