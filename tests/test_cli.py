@@ -69,7 +69,7 @@ def test_bench_quick_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     import csv
 
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert {r["agent"] for r in rows} >= {"PPO", "SAC", "DQN", "CPL", "GBRL"}
+    assert {r["agent"] for r in rows} >= {"PPO", "SAC", "DQN", "CPL", "GBRL", "ArCHer"}
     assert next(r for r in rows if r["agent"] == "CPL")["metric"] == "success_rate"
     assert all(float(r["sps"]) > 0 and r["reference"] for r in rows)
 

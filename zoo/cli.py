@@ -101,7 +101,8 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
     if path.is_dir():
         path = path / "model.safetensors"
     agent = load_agent(path, env=args.env, device=args.device)
-    result = agent.evaluate(args.episodes, deterministic=not args.stochastic)
+    # each agent's own default unless --stochastic (language agents sample by default: greedy decoding repeats)
+    result = agent.evaluate(args.episodes, **({"deterministic": False} if args.stochastic else {}))
     console.print(f"{type(agent).__name__} on {agent.env_id}, {args.episodes} episodes: {_fmt(result)}",
                   highlight=False)
     return 0

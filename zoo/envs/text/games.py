@@ -183,17 +183,33 @@ GAMES: dict[str, Callable[[], QuestionGame]] = {}
 
 
 def _twenty_questions_subset() -> QuestionGame:
-    from zoo.envs.text.twenty_questions import QUESTIONS, SUBSET, subset_oracle
+    from zoo.envs.text.twenty_questions import SUBSET, SUBSET_QUESTIONS, subset_oracle
 
-    return QuestionGame("twenty-questions-subset", tuple(SUBSET), rules=subset_oracle(), questions=QUESTIONS)
+    return QuestionGame("twenty-questions-subset", tuple(SUBSET), rules=subset_oracle(),
+                        questions=SUBSET_QUESTIONS)
+
+
+def _twenty_questions() -> QuestionGame:
+    from zoo.envs.text.twenty_questions import QUESTIONS, WORDS, full_oracle
+
+    rules = full_oracle()
+    return QuestionGame("twenty-questions", tuple(WORDS), rules=rules, questions=_not_guesses(QUESTIONS, rules))
+
+
+def _not_guesses(questions: tuple[str, ...], rules: AttributeOracle) -> tuple[str, ...]:
+    """The attribute questions that do not name a secret (in the full game "Does it have keys?" guesses
+    "key"): the weak player's questions must ask, not guess."""
+    return tuple(q for q in questions if rules.guessed(q) is None)
 
 
 def _guess_my_city() -> QuestionGame:
     from zoo.envs.text.guess_my_city import CITIES, city_oracle, city_questions
 
-    return QuestionGame("guess-my-city", tuple(CITIES), rules=city_oracle(), questions=city_questions())
+    rules = city_oracle()
+    return QuestionGame("guess-my-city", tuple(CITIES), rules=rules, questions=_not_guesses(city_questions(), rules))
 
 
+GAMES["twenty-questions"] = _twenty_questions
 GAMES["twenty-questions-subset"] = _twenty_questions_subset
 GAMES["guess-my-city"] = _guess_my_city
 

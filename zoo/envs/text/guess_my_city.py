@@ -1,10 +1,13 @@
 """Guess My City: find the hidden home town by questions, answered by rules over an attribute table.
 
-36 cities so far (the paper has 91). The oracle answers Yes / No / Invalid Question, so it never leaks the
-name. Attribute definitions (so that answers are checkable): ``coastal``: on a sea, an ocean or a wide
-estuary open to it; ``megacity``: metropolitan area above ten million people; ``tropical``: hot and humid all
-year; ``desert``: arid climate; ``cold_winters``: coldest month averages below freezing; ``olympics``: hosted
-the summer or winter Olympic Games; languages are the main ones spoken in the city.
+91 cities, as many as the paper's. The paper's list (ArCHer's ``CITY_LIST``) has many cities whose facts are hard
+to check; this table keeps its well-known ones and adds others so that every continent is covered. The oracle
+answers Yes / No / Invalid Question, so it never leaks the name. Attribute definitions (so that answers are
+checkable): ``capital``: a national capital (Cape Town is one of South Africa's three); ``coastal``: on a sea, an
+ocean or a wide estuary open to it; ``megacity``: metropolitan area above ten million people; ``tropical``: hot
+and humid all year; ``desert``: arid climate; ``cold_winters``: coldest month averages below freezing;
+``olympics``: hosted the summer or winter Olympic Games; ``southern``: south of the equator (Quito, just);
+languages are the main ones spoken in the city; landmarks are famous sights whose names name no city.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ CITIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "athens": ("greece", "europe", "capital coastal olympics greek", ("acropolis", "parthenon")),
     "lisbon": ("portugal", "europe", "capital coastal portuguese", ("belem tower",)),
     "tokyo": ("japan", "asia", "capital coastal megacity olympics japanese", ("shibuya crossing",)),
-    "osaka": ("japan", "asia", "coastal megacity japanese", ("osaka castle",)),
+    "osaka": ("japan", "asia", "coastal megacity japanese", ("dotonbori",)),
     "beijing": ("china", "asia", "capital megacity cold_winters olympics chinese", ("forbidden city",
                                                                                    "great wall")),
     "shanghai": ("china", "asia", "coastal megacity chinese", ("the bund",)),
@@ -37,7 +40,7 @@ CITIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "dubai": ("united arab emirates", "asia", "coastal desert arabic", ("burj khalifa",)),
     "cairo": ("egypt", "africa", "capital megacity desert arabic", ("pyramids", "sphinx")),
     "lagos": ("nigeria", "africa", "coastal megacity tropical english", ()),
-    "nairobi": ("kenya", "africa", "capital southern english swahili", ("nairobi national park",)),
+    "nairobi": ("kenya", "africa", "capital southern english swahili", ("karura forest",)),
     "johannesburg": ("south africa", "africa", "southern english", ()),
     "new york": ("united states", "north america", "coastal megacity english", ("statue of liberty",
                                                                                  "empire state building",
@@ -56,21 +59,100 @@ CITIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "sydney": ("australia", "oceania", "coastal olympics southern english", ("opera house",
                                                                               "harbour bridge")),
     "melbourne": ("australia", "oceania", "coastal olympics southern english", ()),
+    # Europe
+    "kyiv": ("ukraine", "europe", "capital cold_winters ukrainian", ("maidan", "pechersk lavra")),
+    "budapest": ("hungary", "europe", "capital hungarian", ("chain bridge",)),
+    "amsterdam": ("netherlands", "europe", "capital olympics dutch", ("rijksmuseum", "anne frank house")),
+    "stockholm": ("sweden", "europe", "capital coastal cold_winters olympics swedish", ("vasa museum",)),
+    "warsaw": ("poland", "europe", "capital cold_winters polish", ("palace of culture and science",)),
+    "oslo": ("norway", "europe", "capital coastal cold_winters olympics norwegian", ("holmenkollen",
+                                                                                      "vigeland park")),
+    "helsinki": ("finland", "europe", "capital coastal cold_winters olympics finnish swedish", ()),
+    "dublin": ("ireland", "europe", "capital coastal english", ("guinness storehouse",)),
+    "st petersburg": ("russia", "europe", "coastal cold_winters russian", ("hermitage",)),
+    "venice": ("italy", "europe", "coastal italian", ("rialto bridge", "grand canal")),
+    "prague": ("czech republic", "europe", "capital czech", ("charles bridge",)),
+    "brussels": ("belgium", "europe", "capital french dutch", ("atomium", "manneken pis")),
+    # Asia
+    "jakarta": ("indonesia", "asia", "capital coastal megacity tropical southern indonesian", ("monas",)),
+    "karachi": ("pakistan", "asia", "coastal megacity desert urdu", ("mazar e quaid",)),
+    "bangkok": ("thailand", "asia", "capital megacity tropical thai", ("grand palace", "wat arun")),
+    "tehran": ("iran", "asia", "capital megacity persian", ("azadi tower", "milad tower")),
+    "kolkata": ("india", "asia", "megacity tropical bengali", ("victoria memorial", "howrah bridge")),
+    "chennai": ("india", "asia", "coastal megacity tropical tamil", ("marina beach",)),
+    "dhaka": ("bangladesh", "asia", "capital megacity tropical bengali", ("ahsan manzil",)),
+    "guangzhou": ("china", "asia", "megacity chinese", ()),
+    "hanoi": ("vietnam", "asia", "capital vietnamese", ("hoan kiem lake",)),
+    "harbin": ("china", "asia", "cold_winters chinese", ("ice and snow world", "saint sophia cathedral")),
+    "busan": ("south korea", "asia", "coastal korean", ("haeundae beach",)),
+    "kyoto": ("japan", "asia", "japanese", ("fushimi inari", "golden pavilion")),
+    "manila": ("philippines", "asia", "capital coastal megacity tropical filipino english", ("intramuros",
+                                                                                            "rizal park")),
+    "kuala lumpur": ("malaysia", "asia", "capital tropical malay", ("petronas towers",)),
+    "baghdad": ("iraq", "asia", "capital desert arabic", ()),
+    # Africa
+    "casablanca": ("morocco", "africa", "coastal arabic french", ("hassan ii mosque",)),
+    "marrakesh": ("morocco", "africa", "arabic", ("jemaa el fnaa", "koutoubia")),
+    "kinshasa": ("democratic republic of the congo", "africa", "capital megacity tropical southern french lingala",
+                 ()),
+    "addis ababa": ("ethiopia", "africa", "capital amharic", ()),
+    "alexandria": ("egypt", "africa", "coastal desert arabic", ("qaitbay citadel",)),
+    "cape town": ("south africa", "africa", "capital coastal southern english afrikaans xhosa",
+                  ("table mountain", "robben island")),
+    "accra": ("ghana", "africa", "capital coastal tropical english", ()),
+    "dakar": ("senegal", "africa", "capital coastal french wolof", ("african renaissance monument",)),
+    "dar es salaam": ("tanzania", "africa", "coastal tropical southern swahili english", ()),
+    # North America
+    "san francisco": ("united states", "north america", "coastal english", ("golden gate bridge", "alcatraz")),
+    "montreal": ("canada", "north america", "cold_winters olympics french english", ("mount royal",)),
+    "havana": ("cuba", "north america", "capital coastal tropical spanish", ("malecon",)),
+    "miami": ("united states", "north america", "coastal tropical english spanish", ("south beach",)),
+    "washington": ("united states", "north america", "capital english", ("white house", "lincoln memorial")),
+    "las vegas": ("united states", "north america", "desert english", ("bellagio",)),
+    "atlanta": ("united states", "north america", "olympics english", ()),
+    # South America
+    "bogota": ("colombia", "south america", "capital megacity spanish", ("monserrate", "gold museum")),
+    "santiago": ("chile", "south america", "capital southern spanish", ("la moneda",)),
+    "brasilia": ("brazil", "south america", "capital southern portuguese", ()),
+    "medellin": ("colombia", "south america", "spanish", ()),
+    "caracas": ("venezuela", "south america", "capital spanish", ()),
+    "montevideo": ("uruguay", "south america", "capital coastal southern spanish", ()),
+    "quito": ("ecuador", "south america", "capital southern spanish", ("mitad del mundo",)),
+    "cusco": ("peru", "south america", "southern spanish", ("sacsayhuaman",)),
+    # Oceania
+    "auckland": ("new zealand", "oceania", "coastal southern english", ("sky tower",)),
+    "wellington": ("new zealand", "oceania", "capital coastal southern english", ("te papa",)),
+    "brisbane": ("australia", "oceania", "coastal southern english", ("story bridge",)),
+    "perth": ("australia", "oceania", "coastal southern english", ("kings park",)),
 }
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "new york": ("new york city", "nyc"), "rio de janeiro": ("rio",), "delhi": ("new delhi",),
     "mexico city": ("ciudad de mexico",), "sao paulo": ("sampa",),
+    "kyiv": ("kiev",), "st petersburg": ("saint petersburg", "leningrad"), "kolkata": ("calcutta",),
+    "chennai": ("madras",), "dhaka": ("dacca",), "guangzhou": ("canton",), "busan": ("pusan",),
+    "bangkok": ("krung thep",), "kuala lumpur": ("kl",), "marrakesh": ("marrakech",),
+    "washington": ("washington dc", "washington d c"), "havana": ("la habana",),
+    "bogota": ("santa fe de bogota",), "cusco": ("cuzco",), "kinshasa": ("leopoldville",),
 }
 
 COUNTRY_NAMES: dict[str, tuple[str, ...]] = {
     "united kingdom": ("uk", "britain", "great britain", "england"),
     "united states": ("usa", "america", "united states of america"),
     "south korea": ("korea",), "united arab emirates": ("uae", "emirates"),
+    "netherlands": ("holland", "the netherlands"), "czech republic": ("czechia",), "iran": ("persia",),
+    "democratic republic of the congo": ("congo", "dr congo", "drc", "democratic republic of congo"),
+    "philippines": ("the philippines",),
 }
 
 LANGUAGES = ("english", "french", "german", "spanish", "italian", "russian", "turkish", "greek", "portuguese",
-             "japanese", "chinese", "korean", "hindi", "arabic", "swahili")
+             "japanese", "chinese", "korean", "hindi", "arabic", "swahili", "ukrainian", "hungarian", "dutch",
+             "swedish", "polish", "norwegian", "finnish", "czech", "indonesian", "urdu", "thai", "persian",
+             "bengali", "tamil", "vietnamese", "filipino", "malay", "lingala", "amharic", "afrikaans", "xhosa",
+             "wolof")
+#: other words for a language
+LANGUAGE_NAMES: dict[str, tuple[str, ...]] = {"chinese": ("speak chinese", "mandarin"), "persian": ("farsi",),
+                                              "filipino": ("tagalog",)}
 CONTINENTS = ("europe", "asia", "africa", "north america", "south america", "oceania")
 
 _FLAG_TRIGGERS: dict[str, tuple[str, ...]] = {
@@ -106,7 +188,7 @@ def _triggers() -> dict[str, tuple[str, ...]]:
     for continent in CONTINENTS:
         triggers[f"continent {continent}"] = (continent, *demonyms.get(continent, ()))
     for language in LANGUAGES:
-        triggers[language] = (language, f"speak {language}", "mandarin") if language == "chinese" else (language,)
+        triggers[language] = (language, *LANGUAGE_NAMES.get(language, ()))
     for _, _, _, landmarks in CITIES.values():
         for landmark in landmarks:
             triggers[landmark] = (landmark,)

@@ -1,7 +1,20 @@
 """Twenty Questions: guess a hidden word by yes/no questions, answered by a rule-based oracle.
 
-Only the paper's 10-word subset is tabulated so far (``text/twenty-questions-subset``); the full 157-word
-game (``text/twenty-questions``) needs its word list and attribute table.
+Two games share one rule vocabulary (:data:`TRIGGERS`): the paper's 10-word subset (``SUBSET``,
+``text/twenty-questions-subset``) and the full 157-word game (``WORDS``, ``text/twenty-questions``).
+
+The full word list is the one of the reference Twenty Questions environment (LMRL-Gym's ``DEFAULT_OBJECT_DICT``,
+which ArCHer uses): 17 categories (:data:`CATEGORIES`). That dictionary has 158 entries because it lists both
+"Football" and "Soccer ball"; here, as in the subset, ``soccer ball`` is an alias of ``football``, which gives
+the paper's 157 words. Its other spelling variants (``Pants;Pant;Pair of pants``) are :data:`ALIASES`.
+
+The attribute table is written by hand: common-sense facts about each word (``fruit`` and ``vegetable`` in the
+culinary sense: a tomato is a vegetable). Every category has an attribute except the office supplies (the
+subset's ``pen`` and ``scissors`` rows, which may not change, have none). Known limits of phrase rules: a
+question that names a word is a guess of it (``Does it have keys?`` guesses ``key``, ``Does it grow on
+trees?`` guesses ``tree``, ``Does it need a battery?`` guesses ``battery``), and one phrase asks about one
+attribute (``wear`` is ``clothing``, so "Can you wear it?" is No for jewelry; ``alive`` is ``animal``, so it
+is No for a tree; ``ride`` is ``vehicle``, so it is No for a horse).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "writing": ("write", "writing", "ink"),
     "tool": ("tool", "utensil"),
     "sharp": ("sharp", "blade", "cut", "cutting"),
-    "sports": ("sport", "sports", "ball", "toy", "play with", "game", "kick"),
+    "sports": ("sport", "sports", "ball", "play with", "game", "kick"),
     "metal": ("metal", "metallic", "steel", "iron"),
     "wood": ("wood", "wooden"),
     "big": ("big", "large", "heavy", "bigger", "larger"),
@@ -38,9 +51,84 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "outdoors": ("outdoors", "outside"),
     "legs": ("leg", "legs"),
     "man_made": ("man made", "manmade", "made by humans", "artificial", "manufactured", "object", "thing"),
+    # categories of the full game without an attribute above
+    "vegetable": ("vegetable", "vegetables", "veggie", "veg"),
+    "kitchen": ("kitchen", "kitchenware", "kitchen item", "kitchen tool", "kitchen utensil", "kitchen appliance"),
+    "toy": ("toy", "toys", "plaything"),
+    "jewelry": ("jewelry", "jewellery", "jewel", "jewels"),
+    "garden": ("garden", "gardening", "yard", "lawn"),
+    "art": ("art", "artist", "artwork", "art supply", "art supplies"),
+    "nature": ("natural feature", "landscape", "landform", "geographical feature", "geographic feature"),
+    # what tells the words of a category apart
+    "water": ("water", "body of water", "float", "floats", "sail", "sails"),
+    "fly": ("fly", "flies", "flying", "airborne", "in the air", "in the sky"),
+    "rails": ("rail", "rails", "railway", "railroad", "track", "tracks"),
+    "public_transport": ("public transport", "public transportation", "mass transit"),
+    "head": ("on your head", "on the head", "worn on the head", "headwear"),
+    "feet": ("on your feet", "on your foot", "your feet", "on the feet", "footwear"),
+    "neck": ("around your neck", "on your neck", "your neck", "around the neck"),
+    "wrist": ("on your wrist", "your wrist", "around your wrist", "on the wrist"),
+    "finger": ("on your finger", "on your fingers", "your finger", "your fingers"),
+    "ears": ("on your ear", "on your ears", "in your ear", "in your ears", "your ear", "your ears"),
+    "hair": ("your hair", "in your hair", "in the hair"),
+    "upper_body": ("upper body", "torso", "top half"),
+    "sleeves": ("sleeve", "sleeves"),
+    "ankle": ("your ankle", "your ankles", "the ankle", "the ankles", "ankle high"),
+    "leather": ("leather",),
+    "red": ("red",),
+    "green": ("green",),
+    "white": ("white",),
+    "gray": ("gray", "grey"),
+    "brown": ("brown",),
+    "wild": ("wild", "wildlife", "in the wild", "zoo"),
+    "farm": ("farm", "farms", "farm animal", "livestock", "barn"),
+    "feline": ("feline", "felines"),
+    "stripes": ("stripes", "striped", "stripy"),
+    "milk": ("milk", "dairy"),
+    "citrus": ("citrus", "citrus fruit"),
+    "berry": ("berry", "berries"),
+    "vine": ("vine", "vines", "grow on a vine", "grows on a vine", "grow on vines", "grows on vines"),
+    "spiky": ("spiky", "spikes", "spines", "prickly", "thorns", "thorny", "needles"),
+    "pit": ("pit", "pits", "stone fruit", "big seed", "large seed"),
+    "fuzzy": ("fuzzy", "fuzz"),
+    "crunchy": ("crunchy", "crisp", "crunch"),
+    "underground": ("underground", "root", "roots", "root vegetable", "in the ground", "in the soil"),
+    "layers": ("layer", "layers", "make you cry"),
+    "leaves": ("leaf", "leaves", "leafy"),
+    "strings": ("strings", "stringed", "string instrument", "string instruments"),
+    "wind": ("wind instrument", "wind instruments", "woodwind", "blow", "blow into", "blow into it"),
+    "reed": ("reed", "reeds"),
+    "valves": ("valve", "valves"),
+    "drawers": ("drawer", "drawers"),
+    "shelves": ("shelf", "shelves"),
+    "sleep": ("sleep", "sleep on", "sleeping", "lie on", "lie down"),
+    "print": ("print", "prints", "printing"),
+    "numbers": ("number", "numbers", "math", "calculate", "calculation", "arithmetic"),
+    "brand": ("brand", "brand name", "trademark"),
+    "calls": ("call", "calls", "make calls", "text", "texting"),
+    "photo": ("photo", "photos", "photograph", "photographs", "take pictures"),
+    "lock": ("lock", "locks", "unlock"),
+    "pages": ("page", "pages", "read", "reading"),
+    "teeth": ("your teeth", "brush your teeth", "dental", "clean teeth", "clean your teeth"),
+    "brush": ("brush", "brushes", "bristles"),
+    "sticky": ("sticky", "stick things", "adhesive", "stick together"),
+    "liquid": ("liquid", "liquids", "soup", "scoop", "hold water", "holds water", "pour"),
+    "drink": ("drink", "drink from", "drinking"),
+    "eat_with": ("eat with", "eat with it", "eating utensil", "cutlery", "silverware", "flatware"),
+    "stone": ("stone", "stones", "made of stone", "rocky"),
+    "salt": ("salt", "salty", "salt water", "saltwater"),
+    "flows": ("flow", "flows", "flowing", "current"),
+    "space": ("space", "outer space", "from space", "from the sky"),
+    "pieces": ("piece", "pieces"),
+    "chain": ("chain", "chains"),
+    "time": ("time", "tell time", "tell the time", "clock", "hours"),
+    "dig": ("dig", "digging", "dig holes"),
+    "nails": ("nail", "nails", "hammering"),
+    "screws": ("screw", "screws", "screwing"),
+    "grip": ("grip", "grab", "pinch", "squeeze"),
 }
 
-#: one plain question per attribute (the weak policy's questions)
+#: one plain question per attribute (the weak policy's questions), in the order of :data:`TRIGGERS`
 QUESTIONS: tuple[str, ...] = (
     "Is it an animal?", "Is it a mammal?", "Is it a pet?", "Is it food?", "Is it a fruit?", "Is it a plant?",
     "Is it yellow?", "Is it a vehicle?", "Does it have wheels?", "Is it clothing?", "Is it soft?",
@@ -48,7 +136,29 @@ QUESTIONS: tuple[str, ...] = (
     "Is it used for writing?", "Is it a tool?", "Is it sharp?", "Is it used in sports?", "Is it made of metal?",
     "Is it made of wood?", "Is it big?", "Is it small?", "Is it found indoors?", "Is it found outdoors?",
     "Does it have legs?", "Is it man made?",
+    "Is it a vegetable?", "Is it a kitchen item?", "Is it a toy?", "Is it jewelry?", "Is it used for gardening?",
+    "Is it used for art?", "Is it a natural feature of the landscape?",
+    "Does it have to do with water?", "Can it fly?", "Does it run on rails?", "Is it public transport?",
+    "Is it worn on your head?", "Is it worn on your feet?", "Is it worn around your neck?",
+    "Is it worn on your wrist?", "Is it worn on your finger?", "Is it worn on your ears?",
+    "Is it worn in your hair?", "Does it cover the upper body?", "Does it have sleeves?",
+    "Does it cover the ankles?", "Is it made of leather?", "Is it red?", "Is it green?", "Is it white?",
+    "Is it gray?", "Is it brown?", "Does it live in the wild?", "Is it a farm animal?", "Is it a feline?",
+    "Does it have stripes?", "Does it give milk?", "Is it a citrus fruit?", "Is it a berry?",
+    "Does it grow on a vine?", "Is it spiky?", "Does it have a pit?", "Is it fuzzy?", "Is it crunchy?",
+    "Does it grow underground?", "Does it have layers?", "Does it have leaves?", "Does it have strings?",
+    "Is it a wind instrument?", "Does it have a reed?",
+    "Does it have valves?", "Does it have drawers?", "Does it have shelves?", "Do you sleep on it?",
+    "Can it print?", "Is it used with numbers?", "Is it a brand name?", "Can you make calls with it?",
+    "Can it take a photo?", "Does it open a lock?", "Does it have pages?", "Is it used to clean your teeth?",
+    "Is it a brush?", "Is it sticky?", "Is it used for liquids?", "Do you drink from it?",
+    "Do you eat with it?", "Is it made of stone?", "Is it salt water?", "Does it flow?",
+    "Does it come from space?", "Does it come in pieces?", "Does it have a chain?", "Does it tell the time?",
+    "Is it used to dig?", "Is it used with nails?", "Is it used with screws?", "Is it used to grip things?",
 )
+
+#: the questions about the subset's 27 attributes (the subset game's original weak-policy questions)
+SUBSET_QUESTIONS: tuple[str, ...] = QUESTIONS[:27]
 
 #: the paper's 10-word subset: word -> attributes (all others are answered No)
 SUBSET: dict[str, frozenset[str]] = {w: frozenset(a.split()) for w, a in {
@@ -64,11 +174,238 @@ SUBSET: dict[str, frozenset[str]] = {w: frozenset(a.split()) for w, a in {
     "scissors": "tool sharp metal small indoors man_made",
 }.items()}
 
+#: the full game's 157 words by the reference's 17 categories
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "sports": ("basketball", "football", "baseball", "golf ball", "tennis ball", "volleyball", "tennis racket",
+               "baseball bat", "helmet"),
+    "animals": ("cat", "dog", "horse", "cow", "sheep", "rabbit", "lion", "tiger", "bear", "elephant"),
+    "fruits": ("apple", "banana", "orange", "strawberry", "grape", "watermelon", "pineapple", "mango",
+               "cantaloupe", "peach"),
+    "vehicles": ("car", "truck", "motorcycle", "boat", "airplane", "train", "bus", "helicopter", "scooter", "ship"),
+    "clothes": ("shirt", "pants", "jacket", "dress", "skirt", "belt", "shoes", "boots", "socks", "hat", "scarf"),
+    "electronics": ("computer", "smartphone", "television", "headphones", "monitor", "camera", "microwave",
+                    "refrigerator", "blender", "keyboard"),
+    "musical instruments": ("piano", "guitar", "drum", "violin", "saxophone", "flute", "trumpet", "clarinet", "harp",
+                            "trombone"),
+    "furniture": ("chair", "table", "bed", "desk", "couch", "dresser", "bookcase", "nightstand", "mattress", "pillow"),
+    "office supplies": ("pen", "paper", "stapler", "printer", "calculator", "battery", "toothbrush", "toothpaste",
+                        "pencil", "sharpie", "scissors", "key", "diary", "calendar"),
+    "vegetables": ("carrot", "potato", "broccoli", "tomato", "onion", "spinach", "corn", "peas", "celery",
+                   "cucumber"),
+    "art": ("painting", "paintbrush", "canvas", "eraser", "marker", "glue", "sculpture"),
+    "kitchen tools": ("knife", "spoon", "fork", "plate", "bowl", "pot", "pan", "cup", "chopsticks", "whisk"),
+    "nature": ("rock", "tree", "bush", "mountain", "forest", "ocean", "sea", "lake", "river", "meteorite", "cactus"),
+    "toys": ("lego", "doll", "kite", "puzzle", "stuffed animal"),
+    "jewelry": ("earrings", "necklace", "bracelet", "ring", "brooch", "hairclip", "pendant", "watch", "locket"),
+    "garden supplies": ("gloves", "shovel", "rake", "watering can", "lawn mower"),
+    "tools": ("hammer", "screwdriver", "wrench", "saw", "pliers", "drill"),
+}
+
+_NEW_WORDS: dict[str, str] = {
+    # sports
+    "basketball": "sports small indoors outdoors man_made",
+    "baseball": "sports small outdoors white leather man_made",
+    "golf ball": "sports small outdoors white man_made",
+    "tennis ball": "sports small outdoors yellow fuzzy man_made",
+    "volleyball": "sports small indoors outdoors white man_made",
+    "tennis racket": "sports strings outdoors man_made",
+    "baseball bat": "sports wood outdoors man_made",
+    "helmet": "sports head outdoors man_made",
+    # animals
+    "cat": "animal mammal pet feline small legs indoors outdoors",
+    "horse": "animal mammal farm big legs outdoors",
+    "cow": "animal mammal farm milk big legs outdoors",
+    "sheep": "animal mammal farm white legs outdoors",
+    "rabbit": "animal mammal pet wild small legs indoors outdoors",
+    "lion": "animal mammal wild feline big legs outdoors",
+    "tiger": "animal mammal wild feline stripes big legs outdoors",
+    "bear": "animal mammal wild big legs outdoors",
+    "elephant": "animal mammal wild gray big legs outdoors",
+    # fruits
+    "apple": "food fruit plant red crunchy small",
+    "orange": "food fruit plant citrus small",
+    "strawberry": "food fruit plant red berry small",
+    "grape": "food fruit plant vine small",
+    "watermelon": "food fruit plant green vine big",
+    "pineapple": "food fruit plant spiky",
+    "mango": "food fruit plant pit small",
+    "cantaloupe": "food fruit plant vine",
+    "peach": "food fruit plant pit fuzzy small",
+    # vehicles
+    "car": "vehicle wheels metal big outdoors man_made",
+    "motorcycle": "vehicle wheels metal outdoors man_made",
+    "boat": "vehicle water outdoors man_made",
+    "airplane": "vehicle fly wheels metal public_transport big outdoors man_made",
+    "train": "vehicle rails wheels metal public_transport big outdoors man_made",
+    "bus": "vehicle wheels metal public_transport big outdoors man_made",
+    "helicopter": "vehicle fly metal big outdoors man_made",
+    "scooter": "vehicle wheels small outdoors man_made",
+    "ship": "vehicle water metal big outdoors man_made",
+    # clothes
+    "shirt": "clothing soft upper_body sleeves man_made",
+    "jacket": "clothing upper_body sleeves outdoors man_made",
+    "dress": "clothing soft upper_body man_made",
+    "skirt": "clothing soft man_made",
+    "belt": "clothing leather man_made",
+    "shoes": "clothing feet man_made",
+    "boots": "clothing feet ankle man_made",
+    "socks": "clothing feet soft small man_made",
+    "hat": "clothing head man_made",
+    "scarf": "clothing neck soft man_made",
+    # electronics
+    "smartphone": "electronic calls photo small man_made",
+    "television": "electronic big indoors man_made",
+    "headphones": "electronic head ears small man_made",
+    "monitor": "electronic indoors man_made",
+    "camera": "electronic photo small man_made",
+    "microwave": "electronic kitchen indoors man_made",
+    "refrigerator": "electronic kitchen shelves big indoors man_made",
+    "blender": "electronic kitchen sharp indoors man_made",
+    "keyboard": "electronic keys small indoors man_made",
+    # musical instruments
+    "guitar": "instrument strings wood man_made",
+    "drum": "instrument man_made",
+    "violin": "instrument strings wood small man_made",
+    "saxophone": "instrument wind reed keys metal man_made",
+    "flute": "instrument wind keys metal small man_made",
+    "trumpet": "instrument wind valves metal small man_made",
+    "clarinet": "instrument wind reed keys wood man_made",
+    "harp": "instrument strings wood big man_made",
+    "trombone": "instrument wind metal man_made",
+    # furniture
+    "table": "furniture legs wood big indoors man_made",
+    "bed": "furniture sleep soft legs big indoors man_made",
+    "desk": "furniture drawers legs wood big indoors man_made",
+    "couch": "furniture soft legs big indoors man_made",
+    "dresser": "furniture drawers wood big indoors man_made",
+    "bookcase": "furniture shelves wood big indoors man_made",
+    "nightstand": "furniture drawers wood small indoors man_made",
+    "mattress": "furniture sleep soft big indoors man_made",
+    "pillow": "sleep soft small indoors man_made",
+    # office supplies
+    "paper": "writing white small indoors man_made",
+    "stapler": "tool metal small indoors man_made",
+    "printer": "electronic print indoors man_made",
+    "calculator": "electronic keys numbers small indoors man_made",
+    "battery": "electronic metal small man_made",
+    "toothbrush": "teeth brush small indoors man_made",
+    "toothpaste": "teeth small indoors man_made",
+    "pencil": "writing tool wood small indoors man_made",
+    "sharpie": "writing tool brand small indoors man_made",
+    "key": "lock metal small man_made",
+    "diary": "writing pages small indoors man_made",
+    "calendar": "pages numbers indoors man_made",
+    # vegetables
+    "carrot": "food vegetable plant underground crunchy small",
+    "potato": "food vegetable plant underground brown small",
+    "broccoli": "food vegetable plant green small",
+    "tomato": "food vegetable plant red vine small",
+    "onion": "food vegetable plant underground layers small",
+    "spinach": "food vegetable plant green leaves",
+    "corn": "food vegetable plant yellow",
+    "peas": "food vegetable plant green vine small",
+    "celery": "food vegetable plant green leaves crunchy",
+    "cucumber": "food vegetable plant green vine crunchy",
+    # art
+    "painting": "art indoors man_made",
+    "paintbrush": "art brush small indoors man_made",
+    "canvas": "art soft indoors man_made",
+    "eraser": "art small indoors man_made",
+    "marker": "art writing tool small indoors man_made",
+    "glue": "art sticky small indoors man_made",
+    "sculpture": "art indoors outdoors man_made",
+    # kitchen tools
+    "knife": "kitchen tool eat_with sharp metal small indoors man_made",
+    "spoon": "kitchen tool eat_with liquid metal small indoors man_made",
+    "fork": "kitchen tool eat_with metal small indoors man_made",
+    "plate": "kitchen indoors man_made",
+    "bowl": "kitchen liquid indoors man_made",
+    "pot": "kitchen liquid metal indoors man_made",
+    "pan": "kitchen metal indoors man_made",
+    "cup": "kitchen liquid drink small indoors man_made",
+    "chopsticks": "kitchen tool eat_with wood small indoors man_made",
+    "whisk": "kitchen tool metal small indoors man_made",
+    # nature
+    "rock": "nature stone small outdoors",
+    "tree": "nature plant wood leaves big outdoors",
+    "bush": "nature plant leaves outdoors",
+    "mountain": "nature stone big outdoors",
+    "forest": "nature leaves big outdoors",
+    "ocean": "nature water salt big outdoors",
+    "sea": "nature water salt big outdoors",
+    "lake": "nature water big outdoors",
+    "river": "nature water flows big outdoors",
+    "meteorite": "nature space stone outdoors",
+    "cactus": "nature plant spiky green outdoors",
+    # toys
+    "lego": "toy brand pieces small indoors man_made",
+    "doll": "toy legs small indoors man_made",
+    "kite": "toy fly outdoors man_made",
+    "puzzle": "toy pieces indoors man_made",
+    "stuffed animal": "toy soft small indoors man_made",
+    # jewelry
+    "earrings": "jewelry ears metal small man_made",
+    "necklace": "jewelry neck chain small man_made",
+    "bracelet": "jewelry wrist small man_made",
+    "ring": "jewelry finger metal small man_made",
+    "brooch": "jewelry metal small man_made",
+    "hairclip": "jewelry hair small man_made",
+    "pendant": "jewelry neck metal small man_made",
+    "watch": "jewelry wrist time metal small man_made",
+    "locket": "jewelry neck metal small man_made",
+    # garden supplies
+    "gloves": "garden clothing finger soft outdoors man_made",
+    "shovel": "garden tool dig metal outdoors man_made",
+    "rake": "garden tool metal outdoors man_made",
+    "watering can": "garden water liquid outdoors man_made",
+    "lawn mower": "garden sharp wheels metal outdoors man_made",
+    # tools
+    "hammer": "tool nails metal man_made",
+    "screwdriver": "tool screws metal small man_made",
+    "wrench": "tool metal small man_made",
+    "saw": "tool sharp metal man_made",
+    "pliers": "tool grip metal small man_made",
+    "drill": "tool electronic screws metal man_made",
+}
+
+#: every word of the full game -> attributes (the subset's rows unchanged)
+WORDS: dict[str, frozenset[str]] = {
+    word: SUBSET[word] if word in SUBSET else frozenset(_NEW_WORDS[word].split())
+    for words in CATEGORIES.values() for word in words
+}
+
 ALIASES: dict[str, tuple[str, ...]] = {
     "football": ("soccer ball",), "dog": ("puppy",), "truck": ("lorry",), "pants": ("trousers",),
     "computer": ("laptop", "pc"), "pen": ("ballpoint",),
+    # the full game's words (the reference's spelling variants and common other names)
+    "tennis racket": ("tennis racquet", "racket", "racquet"), "baseball bat": ("bat",),
+    "cat": ("kitten", "kitty"), "horse": ("pony",), "sheep": ("lamb",), "rabbit": ("bunny",),
+    "cantaloupe": ("muskmelon", "rockmelon"),
+    "car": ("automobile",), "motorcycle": ("motorbike",), "airplane": ("plane", "aeroplane", "airliner"),
+    "shoes": ("shoe", "pair of shoes"), "boots": ("boot", "pair of boots"), "socks": ("sock", "pair of socks"),
+    "smartphone": ("phone", "cell phone", "cellphone", "mobile phone"), "television": ("tv", "telly"),
+    "headphones": ("headphone", "pair of headphones", "earphones", "headset"), "monitor": ("computer monitor",),
+    "microwave": ("microwave oven",), "refrigerator": ("fridge",), "keyboard": ("computer keyboard",),
+    "drum": ("drums",),
+    "couch": ("sofa",), "bookcase": ("bookshelf", "bookshelves"), "nightstand": ("bedside table", "night table"),
+    "paper": ("piece of paper", "sheet of paper"), "battery": ("battery pack", "pack of batteries"),
+    "sharpie": ("permanent marker",), "diary": ("journal",),
+    "corn": ("maize", "corn on the cob"), "peas": ("pea", "green peas"),
+    "painting": ("canvas painting", "oil painting", "watercolor painting", "watercolour painting"),
+    "canvas": ("painting canvas",), "eraser": ("pencil eraser",), "glue": ("glue stick", "bottle of glue"),
+    "pot": ("cooking pot",), "pan": ("saucepan", "frying pan"), "chopsticks": ("chopstick", "pair of chopsticks"),
+    "lego": ("lego set",), "doll": ("toy doll", "plush doll"), "puzzle": ("jigsaw puzzle", "jigsaw"),
+    "stuffed animal": ("teddy bear", "plush toy", "stuffed toy", "plushie"),
+    "earrings": ("earring", "pair of earrings"), "watch": ("wristwatch",), "hairclip": ("hair clip", "barrette"),
+    "gloves": ("glove", "pair of gloves"), "lawn mower": ("lawnmower", "mower"),
+    "wrench": ("spanner",), "pliers": ("plier", "pair of pliers"), "drill": ("power drill",),
 }
 
 
 def subset_oracle() -> AttributeOracle:
     return AttributeOracle(SUBSET, TRIGGERS, ALIASES)
+
+
+def full_oracle() -> AttributeOracle:
+    """The rule oracle of the full 157-word game."""
+    return AttributeOracle(WORDS, TRIGGERS, ALIASES)
