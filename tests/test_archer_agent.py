@@ -15,6 +15,8 @@ from zoo.envs.text import make_game  # noqa: E402
 from zoo.envs.text.dialogues import (Turn, dialogue_return, load_dialogues, save_dialogues,  # noqa: E402
                                      weak_dialogues)
 from zoo.errors import ConfigError  # noqa: E402
+from zoo.llm.logprobs import score_token_ids  # noqa: E402
+from zoo.llm.models import Utterances  # noqa: E402
 
 FOUR_WORDS = ["dog", "banana", "truck", "chair"]
 #: a few cheap updates: enough to exercise every code path
@@ -67,6 +69,8 @@ def test_checkpoint_and_hugging_face_directory_round_trip(tmp_path):
     assert again.act(prompts, deterministic=True) == greedy
     with pytest.raises(ConfigError, match="does not exist"):
         ArCHer(four_word_env(), actor=str(tmp_path / "missing"), **QUICK)
+    with pytest.raises(ConfigError, match="does not exist"):  # a relative path with a typo: no hub lookup
+        ArCHer(four_word_env(), actor="runs/archer/actro", **QUICK)
 
 
 def test_archer_updates_actor_and_critic_and_the_token_baseline_variant():
@@ -78,9 +82,57 @@ def test_archer_updates_actor_and_critic_and_the_token_baseline_variant():
     after = dict([*agent.actor.named_parameters(), *agent.baseline.named_parameters()])
     assert not torch.equal(before["weight"], after["weight"])  # the token baseline head trained
     assert not torch.equal(before["transformer.h.0.attn.c_attn.weight"], after["transformer.h.0.attn.c_attn.weight"])
-    target = dict(agent.critic.target.named_parameters())
-    online = dict(agent.critic.critic.named_parameters())
-    assert not torch.equal(target["q_heads.0.0.weight"], online["q_heads.0.0.weight"])  # Polyak, not a copy
+
+
+def test_target_critic_follows_by_polyak_after_each_critic_step():
+    agent = ArCHer(four_word_env(), seed=0, **dict(QUICK, actor_epochs=0))
+    agent.replay.add(weak_dialogues(agent.env.game, 4, seed=0)[0])
+    target = {n: p.detach().clone() for n, p in agent.critic.target.named_parameters()}
+    agent.critic_update(lambda: agent.replay.sample(8, agent.rng))
+    for name, online in agent.critic.critic.named_parameters():
+        expected = 0.9 * target[name] + 0.1 * online.detach()  # tau = 0.1, taken after the step
+        assert torch.allclose(dict(agent.critic.target.named_parameters())[name], expected, atol=1e-6), name
+
+
+def test_critic_targets_use_fresh_policy_utterances(monkeypatch):
+    agent = ArCHer(four_word_env(), seed=0, **QUICK)
+    seen = []
+    real_forward = type(agent.critic.target).forward
+
+    def spy(module, observations, actions):
+        seen.append(list(actions))
+        return real_forward(module, observations, actions)
+
+    monkeypatch.setattr(agent, "policy_utterances", lambda observations, deterministic=False: ["SENTINEL"] * len(
+        observations))
+    monkeypatch.setattr(type(agent.critic.target), "forward", spy)
+    batch = {"observations": ["Questions:\n"] * 2, "actions": ["Is it a dog?"] * 2, "rewards": torch.zeros(2),
+             "dones": torch.zeros(2), "next_observations": ["Questions:\nIs it a dog? No.\n"] * 2}
+    agent.critic_step_loss(batch)
+    assert ["SENTINEL", "SENTINEL"] in seen  # V's target is Q-bar at the policy's action, not the data's
+
+
+def test_play_counts_whole_dialogues_and_turns():
+    agent = ArCHer(four_word_env(num_envs=4), seed=0, **dict(QUICK, rollout_size=6))
+    dialogues = agent.play(agent.env, 6)
+    assert len(dialogues) == 6
+    for turns in dialogues:
+        assert turns[-1].done and not any(t.done for t in turns[:-1]) and turns[0].observation == "Questions:\n"
+        assert all(a.next_observation == b.observation for a, b in zip(turns, turns[1:]))
+    assert agent.num_timesteps == 0  # playing alone is not training
+    seen = []
+    agent.learn(1, progress=False, callback=lambda a, m: seen.append(m) or None)  # one iteration: 6 dialogues
+    assert agent.iteration == 1 and seen[-1]["episodes"] == 6
+    assert agent.num_timesteps == round(seen[-1]["length_mean"] * 6)
+
+
+def test_gradient_accumulation_and_an_all_empty_batch():
+    agent = ArCHer(four_word_env(), seed=0, **dict(QUICK, grad_accum_steps=3))
+    agent.learn(8, progress=False)
+    q, v = agent.critic.critic(["Questions:\n", "Questions:\n"], ["", ""])  # an empty utterance embeds as zeros
+    assert all(torch.isfinite(x).all() for x in (*q, *v))
+    log_probs, mask = score_token_ids(agent.actor, agent.tokenizer, ["Questions:\n"], [[]])
+    assert mask.sum() == 0 and log_probs.shape == (1, 1)
 
 
 def test_no_actor_update_during_warm_up():
@@ -90,7 +142,7 @@ def test_no_actor_update_during_warm_up():
     assert all(torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
 
 
-def test_lora_trains_adapters_only():
+def test_lora_trains_adapters_only(tmp_path):
     pytest.importorskip("peft")
     agent = ArCHer(four_word_env(), seed=0, lora=True, lora_r=4, lora_alpha=8, lora_targets="c_attn", **QUICK)
     trainable = {n for n, p in agent.actor.named_parameters() if p.requires_grad}
@@ -98,6 +150,11 @@ def test_lora_trains_adapters_only():
     frozen = {n: p.detach().clone() for n, p in agent.actor.named_parameters() if not p.requires_grad}
     agent.learn(8, progress=False)
     assert all(torch.equal(frozen[n], p) for n, p in agent.actor.named_parameters() if n in frozen)
+    directory = agent.save_pretrained(tmp_path / "merged")
+    prompts = ["Questions:\n", "Questions:\nIs it an animal? No.\n"]
+    merged = ArCHer(four_word_env(), seed=3, actor=str(directory), **QUICK)  # a plain model: adapters merged
+    assert merged.act(prompts, deterministic=True) == agent.act(prompts, deterministic=True)
+    assert not any("lora_" in n for n, _ in merged.actor.named_parameters())
     with pytest.raises(ConfigError, match="not modules"):
         ArCHer(four_word_env(), lora=True, lora_targets="q_proj", **QUICK)
 
@@ -105,7 +162,7 @@ def test_lora_trains_adapters_only():
 def test_chai_says_the_candidate_with_the_highest_min_q():
     agent = CHAI(four_word_env(), seed=0, num_candidates=3, **dict(QUICK, actor_epochs=0))
     candidates = ["Is it a dog?", "Is it an animal?", "Is it a truck?", "Is it big?", "Is it food?", "Is it a pen?"]
-    agent.sample = lambda observations, temperature=None: candidates[:len(observations)]
+    agent.sample = lambda observations, temperature=None: Utterances(candidates[:len(observations)], [])
     observations = ["Questions:\n", "Questions:\nIs it an animal? No.\n"]
     chosen = agent.policy_utterances(observations)
     with torch.no_grad():
@@ -128,12 +185,15 @@ def test_filtered_bc_clones_only_the_best_dialogues():
 def test_offline_archer_learns_from_logged_dialogues(tmp_path):
     game = make_game("twenty-questions-subset", secrets=FOUR_WORDS)
     path = save_dialogues(tmp_path / "logged.jsonl", weak_dialogues(game, 40, seed=2))
-    agent = OfflineArCHer(four_word_env(), dataset=path, seed=0, **dict(QUICK, sft_steps=2))
+    agent = OfflineArCHer(four_word_env(), dataset=path, seed=0, **QUICK)  # no warm start: AWR moves the actor
     before = [p.detach().clone() for p in agent.actor.parameters()]
     seen = []
     agent.learn(3, progress=False, callback=lambda a, m: seen.append(m) or None)
     assert len(seen) == 3 and all(np.isfinite(m["critic_loss"]) for m in seen) and "actor_loss" in seen[-1]
     assert not all(torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
+    loaded = OfflineArCHer.load(agent.save(tmp_path / "offline.safetensors"), dataset=path)
+    assert len(loaded.replay) == len(agent.replay)
+    loaded.learn(1, progress=False)
     with pytest.raises(ConfigError, match="dataset="):
         OfflineArCHer(four_word_env(), **QUICK).learn(1, progress=False)
 

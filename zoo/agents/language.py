@@ -10,6 +10,7 @@ trained on are those of the sampling policy.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -27,7 +28,7 @@ from zoo.envs.text import TextVecEnv
 from zoo.envs.text.dialogues import Turn, dialogue_return, weak_dialogues
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_utterances
-from zoo.llm.models import TINY, load_actor, load_tokenizer, newline_token_ids, sample_utterances
+from zoo.llm.models import TINY, Utterances, load_actor, load_tokenizer, newline_token_ids, sample_utterances
 from zoo.nets import adam
 
 
@@ -123,15 +124,16 @@ class LanguageAgent(Agent):
         return {"sft_done": self.sft_done, "iteration": self.iteration}
 
     # -- playing ----------------------------------------------------------------
-    def sample(self, observations: list[str], temperature: float | None = None) -> list[str]:
-        """One utterance per observation from the actor (the config's temperature unless given)."""
+    def sample(self, observations: list[str], temperature: float | None = None) -> Utterances:
+        """One utterance per observation from the actor (the config's temperature unless given): texts and
+        the token ids sampled."""
         c = self.config
         return sample_utterances(self.actor, self.tokenizer, list(observations), self.stop_ids,
                                  c.temperature if temperature is None else temperature, c.max_new_tokens)
 
     def policy_utterances(self, observations: list[str], deterministic: bool = False) -> list[str]:
         """What the agent says in each game: a sample from the actor (greedy if ``deterministic``)."""
-        return self.sample(observations, 0.0 if deterministic else None)
+        return self.sample(observations, 0.0 if deterministic else None).texts
 
     @torch.no_grad()
     def act(self, obs: list[str], deterministic: bool = False) -> list[str]:
@@ -155,9 +157,9 @@ class LanguageAgent(Agent):
                 for i, utterance in zip(playing, self.policy_utterances([obs[i] for i in playing], deterministic)):
                     actions[i] = utterance
                 next_obs, reward, terminated, truncated, info = env.step(actions)
-                done = (terminated | truncated).tolist()
+                done, reward = (terminated | truncated).tolist(), reward.tolist()  # one device sync per step
                 for i in playing:
-                    turns[i].append(Turn(obs[i], actions[i], float(reward[i]), info["final_obs"][i], done[i]))
+                    turns[i].append(Turn(obs[i], actions[i], reward[i], info["final_obs"][i], done[i]))
                     active[i] = not done[i]
                 obs = next_obs
             dialogues += turns[:k]
@@ -234,10 +236,14 @@ class LanguageAgent(Agent):
                 return
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """The actor and its tokenizer as a Hugging Face directory (LoRA: the adapter), loadable as
-        ``actor=directory`` by any language agent or by ``AutoModelForCausalLM.from_pretrained``."""
+        """The actor and its tokenizer as a Hugging Face directory (LoRA adapters merged into the weights),
+        loadable as ``actor=directory`` by any language agent or by ``AutoModelForCausalLM.from_pretrained``.
+        The tiny defaults apply to ``actor="tiny"`` only: pass the settings again with a directory."""
         directory = Path(directory)
-        self.actor.save_pretrained(directory)
+        actor = self.actor
+        if hasattr(actor, "merge_and_unload"):  # LoRA: a plain model with the adapters merged, loadable alone
+            actor = copy.deepcopy(actor).merge_and_unload()
+        actor.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         return directory
 

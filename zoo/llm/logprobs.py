@@ -30,19 +30,28 @@ def utterance_token_log_probs(model, prompt_ids: torch.Tensor, prompt_mask: torc
 
 def score_utterances(model, tokenizer, observations: list[str], actions: list[str], add_stop: bool = False,
                      return_hidden: bool = False):
-    """Tokenize ``observations`` (left-padded prompts) and ``actions`` (right-padded utterances; with
-    ``add_stop`` each followed by the newline that ends it, so that it is scored too) and return
-    ``(token_log_probs, token_mask)`` of shape ``(B, T)`` (and the hidden states with ``return_hidden``)."""
-    device = next(model.parameters()).device
-    prompt = tokenizer(list(observations), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    """Tokenize ``actions`` (each followed, with ``add_stop``, by the newline that ends it, so that it is
+    scored too) and score them after ``observations`` with :func:`score_token_ids`."""
     texts = [a + "\n" if add_stop else a for a in actions]
-    action = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
-                       padding_side="right").to(device)
-    action_ids, action_mask = action["input_ids"], action["attention_mask"]
-    if action_ids.shape[1] == 0:  # every utterance empty: one masked column keeps the shapes valid
-        action_ids = torch.full((len(texts), 1), tokenizer.pad_token_id, dtype=torch.long, device=device)
-        action_mask = torch.zeros_like(action_ids)
-    out = utterance_token_log_probs(model, prompt["input_ids"], prompt["attention_mask"], action_ids, action_mask,
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return score_token_ids(model, tokenizer, observations, ids, return_hidden)
+
+
+def score_token_ids(model, tokenizer, observations: list[str], action_ids: list[list[int]],
+                    return_hidden: bool = False):
+    """``(token_log_probs, token_mask)`` of shape ``(B, T)`` for the token sequences ``action_ids`` after the
+    ``observations`` (tokenized as prompts, left-padded, exactly as for sampling; actions right-padded);
+    with ``return_hidden``, also the hidden states that predict each action token."""
+    device = next(model.parameters()).device
+    prompt = tokenizer(list(observations), return_tensors="pt", padding=True).to(device)
+    width = max(1, max((len(a) for a in action_ids), default=0))  # an all-empty batch keeps one masked column
+    ids = torch.full((len(action_ids), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(action_ids), width), dtype=torch.long)
+    for row, tokens in enumerate(action_ids):
+        ids[row, :len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        mask[row, :len(tokens)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    out = utterance_token_log_probs(model, prompt["input_ids"], prompt["attention_mask"], ids, mask,
                                     return_hidden=return_hidden)
-    mask = action_mask.float()
-    return (out[0], mask, out[1]) if return_hidden else (out, mask)
+    fmask = mask.float()
+    return (out[0], fmask, out[1]) if return_hidden else (out, fmask)

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,19 +40,25 @@ def load_tokenizer(spec: str, vocabulary: list[str] | None = None):
         if not vocabulary:
             raise ConfigError("a tiny model's tokenizer is built from the game's vocabulary; none was given")
         return word_tokenizer(words_of([*COMMON_WORDS, *vocabulary, "? . : ' ,\n"]))
-    tokenizer = _transformers().AutoTokenizer.from_pretrained(_checked(spec))
+    tokenizer = _from_pretrained(_transformers().AutoTokenizer, spec)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def _checked(spec: str) -> str:
-    """A local path must exist (a clear error rather than a hub lookup of a mistyped directory)."""
-    looks_local = spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").split("/", 1)[-1]
-    if looks_local and not Path(spec).expanduser().exists():
+def _from_pretrained(auto_class, spec: str):
+    """``auto_class.from_pretrained(spec)`` with an error that names both readings of ``spec`` (a local
+    directory, a hub id) when neither works, and that does not try the hub for a missing absolute path."""
+    path = Path(spec).expanduser()
+    # hub ids are "name" or "org/name": anything else that names no directory is a mistyped path
+    if (spec.startswith(("/", "~", ".")) or spec.count("/") > 1) and not path.exists():
         raise ConfigError(f"model directory {spec!r} does not exist")
-    return str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec
+    try:
+        return auto_class.from_pretrained(str(path) if path.exists() else spec)
+    except OSError as exc:
+        raise ConfigError(f"could not load {spec!r} as a local model directory (exists: {path.exists()}) or as a "
+                          f"Hugging Face hub id: {exc}") from exc
 
 
 def load_actor(spec: str, tokenizer, seed: int = 0, tiny_layers: int = 2, tiny_width: int = 64,
@@ -63,7 +70,7 @@ def load_actor(spec: str, tokenizer, seed: int = 0, tiny_layers: int = 2, tiny_w
 
         model = tiny_gpt2(tokenizer, n_layer=tiny_layers, n_embd=tiny_width, seed=seed)
     else:
-        model = _transformers().AutoModelForCausalLM.from_pretrained(_checked(spec))
+        model = _from_pretrained(_transformers().AutoModelForCausalLM, spec)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return with_lora(model, **lora) if lora else model
 
@@ -127,8 +134,8 @@ def load_encoder(spec: str, tokenizer=None, seed: int = 0, tiny_layers: int = 2,
             raise ConfigError("a tiny critic encoder needs the tokenizer to share")
         return tiny_roberta(tokenizer, num_layers=tiny_layers, hidden=tiny_width, seed=seed), tokenizer
     transformers = _transformers()
-    encoder_tokenizer = transformers.AutoTokenizer.from_pretrained(_checked(spec))
-    return transformers.AutoModel.from_pretrained(_checked(spec)), encoder_tokenizer
+    encoder_tokenizer = _from_pretrained(transformers.AutoTokenizer, spec)
+    return _from_pretrained(transformers.AutoModel, spec), encoder_tokenizer
 
 
 def newline_token_ids(tokenizer) -> list[int]:
@@ -145,21 +152,33 @@ def cut_utterance(text: str) -> str:
     return text.split("\n", 1)[0].strip()
 
 
+@dataclass
+class Utterances:
+    """Sampled utterances: the texts said, and the token ids sampled for each (up to, not including, the
+    stop), so that the policy gradient scores exactly what was sampled."""
+
+    texts: list[str]
+    token_ids: list[list[int]]
+
+
 @torch.no_grad()
 def sample_utterances(model, tokenizer, prompts: list[str], stop_ids: list[int], temperature: float = 1.0,
-                      max_new_tokens: int = 32, max_prompt_tokens: int | None = None) -> list[str]:
-    """One utterance per prompt, sampled at ``temperature`` (no top-k / top-p), cut at the first newline;
-    ``temperature`` 0 decodes greedily."""
+                      max_new_tokens: int = 32, max_prompt_tokens: int | None = None) -> Utterances:
+    """One utterance per prompt, sampled at ``temperature`` (no top-k / top-p) until a newline (or EOS);
+    ``temperature`` 0 decodes greedily. The first token is never a stop (no empty utterance), and special
+    tokens other than the stops (padding, BOS, unknown) are never said."""
     device = next(model.parameters()).device
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
-                      truncation=max_prompt_tokens is not None, max_length=max_prompt_tokens).to(device)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=max_prompt_tokens is not None,
+                      max_length=max_prompt_tokens).to(device)
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 \
         else {"do_sample": False}
-    # special tokens other than the stops (padding, BOS, unknown) are never said: the text would not
-    # tokenize back to the same ids when the utterance is scored
     suppress = sorted(set(tokenizer.all_special_ids) - set(stop_ids))
     out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                         suppress_tokens=suppress or None, **sampling)
-    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [cut_utterance(text) for text in texts]
+                         suppress_tokens=suppress or None, begin_suppress_tokens=stop_ids, **sampling)
+    stops, ids = set(stop_ids), []
+    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+        end = next((i for i, token in enumerate(row) if token in stops), len(row))
+        ids.append(row[:end])
+    texts = [cut_utterance(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return Utterances(texts, ids)

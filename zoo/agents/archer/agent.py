@@ -30,7 +30,7 @@ from zoo.agents.language import LanguageAgent, LanguageAgentConfig
 from zoo.buffers.utterances import UtteranceReplay
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
-from zoo.llm.logprobs import score_utterances
+from zoo.llm.logprobs import score_token_ids, score_utterances
 from zoo.llm.models import TINY, load_encoder, load_tokenizer
 from zoo.nets import adam
 
@@ -130,14 +130,14 @@ class ArCHer(LanguageAgent):
         """REINFORCE on fresh samples ``a_pi ~ pi(.|s)`` with ``A = min Q(s, a_pi) - min V(s)``; returns
         (loss, advantages)."""
         observations = batch["observations"]
-        actions = self.sample(observations)
+        sampled = self.sample(observations)
         with torch.no_grad():
-            advantage = utterance_advantage(*self.critic.critic(observations, actions))
-        if self.baseline is None:
-            log_probs, mask = score_utterances(self.actor, self.tokenizer, observations, actions)
+            advantage = utterance_advantage(*self.critic.critic(observations, sampled.texts))
+        if self.baseline is None:  # the sampled token ids are scored, not a re-tokenization of the text
+            log_probs, mask = score_token_ids(self.actor, self.tokenizer, observations, sampled.token_ids)
             return actor_loss(advantage, log_probs, mask), advantage
-        log_probs, mask, hidden = score_utterances(self.actor, self.tokenizer, observations, actions,
-                                                   return_hidden=True)
+        log_probs, mask, hidden = score_token_ids(self.actor, self.tokenizer, observations, sampled.token_ids,
+                                                  return_hidden=True)
         baseline = self.baseline(hidden.detach().float()).squeeze(-1)
         loss = actor_loss(advantage, log_probs, mask, baseline) + token_baseline_loss(baseline, advantage, mask)
         return loss, advantage
@@ -199,7 +199,7 @@ class CHAI(ArCHer):
     def policy_utterances(self, observations: list[str], deterministic: bool = False) -> list[str]:
         k = self.config.num_candidates
         repeated = [o for o in observations for _ in range(k)]
-        candidates = self.sample(repeated)
+        candidates = self.sample(repeated).texts
         (q1, q2), _ = self.critic.critic(repeated, candidates)
         best = torch.minimum(q1, q2).view(len(observations), k).argmax(1).tolist()
         return [candidates[i * k + j] for i, j in enumerate(best)]
@@ -276,12 +276,25 @@ class OfflineArCHer(ArCHer):
 
     def __init__(self, env, *, dataset: list[list[Turn]] | str | os.PathLike | None = None, seed: int = 0,
                  device="auto", **hyperparameters):
-        if isinstance(dataset, (str, os.PathLike)):
-            dataset = load_dialogues(dataset)
-        self.dialogues: list[list[Turn]] = list(dataset or [])
+        self.dialogues: list[list[Turn]] = []
         super().__init__(env, seed=seed, device=device, **hyperparameters)
+        if dataset is not None:
+            self.set_dataset(dataset)
+
+    def set_dataset(self, dataset: list[list[Turn]] | str | os.PathLike) -> None:
+        """Learn from ``dataset`` (dialogues, or a JSON-lines file of them): it fills the replay."""
+        self.dialogues = load_dialogues(dataset) if isinstance(dataset, (str, os.PathLike)) else list(dataset)
+        self.replay = UtteranceReplay(self.config.replay_size)
         for turns in self.dialogues:
             self.replay.add(turns)
+
+    @classmethod
+    def load(cls, path, env=None, device="auto", dataset=None) -> "OfflineArCHer":
+        """Rebuild from a checkpoint; ``dataset`` to go on learning (datasets are not stored in checkpoints)."""
+        agent = super().load(path, env=env, device=device)
+        if dataset is not None:
+            agent.set_dataset(dataset)
+        return agent
 
     def warm_start_dialogues(self) -> list[list[Turn]]:
         return self.dialogues

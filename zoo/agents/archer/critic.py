@@ -23,6 +23,7 @@ class UtteranceCritic(nn.Module):
     def __init__(self, encoder: nn.Module, tokenizer, width: int = 768, layers: int = 3, max_length: int = 512):
         super().__init__()
         self.encoder, self.tokenizer, self.max_length = encoder, tokenizer, max_length
+        tokenizer.truncation_side = "left"  # the newest turns of a long dialogue matter most
         dim = int(encoder.config.hidden_size)
         hidden = [width] * (layers - 1)
         self.q_heads = nn.ModuleList(mlp(2 * dim, hidden, 1, "relu") for _ in range(2))
@@ -33,9 +34,13 @@ class UtteranceCritic(nn.Module):
         return next(self.parameters()).device
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """Mean-pooled encoder states of ``texts``, ``(B, hidden_size)``."""
+        """Mean-pooled encoder states of ``texts``, ``(B, hidden_size)``; a long dialogue keeps its latest
+        turns (truncated on the left); an empty text embeds as zeros."""
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt").to(self.device)
+        if batch["input_ids"].shape[1] == 0:  # only empty texts (no special tokens added): one masked pad
+            batch = {k: torch.full((len(texts), 1), self.tokenizer.pad_token_id if k == "input_ids" else 0,
+                                   dtype=torch.long, device=self.device) for k in ("input_ids", "attention_mask")}
         states = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
