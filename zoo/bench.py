@@ -83,7 +83,7 @@ def _archer_warm_start(seed: int, scale: float) -> dict[str, Any]:
 
 
 register_quick_task(QuickTask(
-    "ArCHer", "text/twenty-questions-subset", 4_000,
+    "ArCHer", "text/twenty-questions-subset", 8_000,
     "four-word game: weak scripted player -7.3, optimum -1.5; paper's CPU check (8 words): -7.4 -> -5.3 "
     "in 110 iterations",
     eval_episodes=64, setup=_archer_warm_start,
