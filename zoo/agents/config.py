@@ -60,7 +60,13 @@ class AgentConfig:
         cls.check_keys(overrides)
         values = cls.preset_for(env_id)
         values.update(overrides)
-        return cls(**values)
+        return cls(**cls.fill_defaults(values))
+
+    @classmethod
+    def fill_defaults(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Defaults that depend on other values (e.g. CPU-sized settings for a tiny model), filled in after the
+        preset and the overrides; the base fills none."""
+        return values
 
     @classmethod
     def parse_overrides(cls, items: list[str]) -> dict[str, Any]:

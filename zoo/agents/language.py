@@ -16,7 +16,7 @@ import os
 import time
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 from zoo.agents.base import Agent
 from zoo.agents.config import AgentConfig, positive
+from zoo.buffers.utterances import sample_turns
 from zoo.envs.text import TextVecEnv
 from zoo.envs.text.dialogues import Turn, dialogue_return, weak_dialogues
 from zoo.errors import ConfigError
@@ -66,14 +67,10 @@ class LanguageAgentConfig(AgentConfig):
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def create(cls, env_id: str | None = None, **overrides) -> "LanguageAgentConfig":
-        cls.check_keys(overrides)
-        values = cls.preset_for(env_id)
-        values.update(overrides)
+    def fill_defaults(cls, values: dict[str, Any]) -> dict[str, Any]:
         if values.get("actor", TINY) == TINY:
-            for key, value in cls.TINY_DEFAULTS.items():
-                values.setdefault(key, value)
-        return cls(**values)
+            values = {**cls.TINY_DEFAULTS, **values}
+        return values
 
     def validate(self) -> None:
         positive(self, "num_envs", "rollout_size", "max_new_tokens", "batch_size", "grad_accum_steps",
@@ -184,8 +181,7 @@ class LanguageAgent(Agent):
         optimizer = adam([p for p in self.actor.parameters() if p.requires_grad], lr or self.config.sft_lr)
         losses = []
         for _ in range(steps):
-            batch = [turns[i] for i in self.rng.integers(len(turns), size=batch_size or self.config.sft_batch_size)]
-            loss = self.bc_loss(batch)
+            loss = self.bc_loss(sample_turns(turns, batch_size or self.config.sft_batch_size, self.rng))
             loss.backward()
             self.clip_and_step(optimizer, self.actor)
             losses.append(float(loss.detach()))
@@ -208,6 +204,16 @@ class LanguageAgent(Agent):
         if not self.sft_done and c.warm_start_steps > 0:
             self.behaviour_clone(self.warm_start_dialogues(), c.warm_start_steps)
         self.sft_done = True
+
+    def accumulate(self, minibatch_loss: Callable[[], torch.Tensor]) -> float:
+        """Backpropagate ``grad_accum_steps`` minibatch losses, each divided by their number; returns their
+        mean (the caller clips and steps)."""
+        steps, total = self.config.grad_accum_steps, 0.0
+        for _ in range(steps):
+            loss = minibatch_loss() / steps
+            loss.backward()
+            total += float(loss.detach())
+        return total
 
     def clip_and_step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> float:
         """Clip the gradient norm of ``module`` to ``max_grad_norm``, step, zero; returns the norm."""

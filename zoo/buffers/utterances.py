@@ -8,6 +8,11 @@ import torch
 from zoo.envs.text.dialogues import Turn
 
 
+def sample_turns(turns: list[Turn], n: int, rng: np.random.Generator) -> list[Turn]:
+    """``n`` turns drawn uniformly with replacement."""
+    return [turns[i] for i in rng.integers(len(turns), size=n)]
+
+
 class UtteranceReplay:
     """At most ``capacity`` :class:`~zoo.envs.text.dialogues.Turn` transitions; the oldest go first.
     ``sample(n, rng)`` draws ``n`` with replacement as lists of strings and tensors of rewards / dones."""
@@ -31,7 +36,7 @@ class UtteranceReplay:
     def sample(self, n: int, rng: np.random.Generator, device="cpu") -> dict:
         if not self.turns:
             raise RuntimeError("the utterance replay is empty")
-        picked = [self.turns[i] for i in rng.integers(len(self.turns), size=n)]
+        picked = sample_turns(self.turns, n, rng)
         return {"observations": [t.observation for t in picked], "actions": [t.action for t in picked],
                 "next_observations": [t.next_observation for t in picked],
                 "rewards": torch.tensor([t.reward for t in picked], dtype=torch.float32, device=device),

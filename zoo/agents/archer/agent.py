@@ -27,7 +27,7 @@ from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, critic_loss, f
                                       iql_critic_loss, token_baseline_loss, utterance_advantage)
 from zoo.agents.config import in_unit_interval, positive
 from zoo.agents.language import LanguageAgent, LanguageAgentConfig
-from zoo.buffers.utterances import UtteranceReplay
+from zoo.buffers.utterances import UtteranceReplay, sample_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids, score_utterances
@@ -102,6 +102,10 @@ class ArCHer(LanguageAgent):
         optimizers = {**super().state_optimizers(), "critic": self.critic_optimizer}
         return {**optimizers, "baseline": self.baseline_optimizer} if self.baseline is not None else optimizers
 
+    def minibatch(self) -> dict:
+        """``batch_size`` transitions from the replay."""
+        return self.replay.sample(self.config.batch_size, self.rng, self.device)
+
     # -- the critic -----------------------------------------------------------------------
     def critic_step_loss(self, batch: dict) -> torch.Tensor:
         """The TD loss on one minibatch, with fresh policy utterances for the V targets."""
@@ -115,14 +119,9 @@ class ArCHer(LanguageAgent):
 
     def critic_update(self, sample) -> float:
         """One critic step (``grad_accum_steps`` minibatches from ``sample()``), then the target update."""
-        c = self.config
-        total = 0.0
-        for _ in range(c.grad_accum_steps):
-            loss = self.critic_step_loss(sample()) / c.grad_accum_steps
-            loss.backward()
-            total += float(loss.detach())
+        total = self.accumulate(lambda: self.critic_step_loss(sample()))
         self.clip_and_step(self.critic_optimizer, self.critic.critic)
-        self.critic.update_target(c.tau)
+        self.critic.update_target(self.config.tau)
         return total
 
     # -- the actor ----------------------------------------------------------------------
@@ -143,13 +142,14 @@ class ArCHer(LanguageAgent):
         return loss, advantage
 
     def actor_update(self, sample) -> tuple[float, float]:
-        c = self.config
-        total, advantages = 0.0, []
-        for _ in range(c.grad_accum_steps):
+        advantages = []
+
+        def minibatch_loss() -> torch.Tensor:
             loss, advantage = self.actor_step_loss(sample())
-            (loss / c.grad_accum_steps).backward()
-            total += float(loss.detach()) / c.grad_accum_steps
             advantages.append(advantage)
+            return loss
+
+        total = self.accumulate(minibatch_loss)
         self.clip_and_step(self.actor_optimizer, self.actor)
         if self.baseline is not None:
             self.clip_and_step(self.baseline_optimizer, self.baseline)
@@ -159,13 +159,12 @@ class ArCHer(LanguageAgent):
         c = self.config
         for turns in dialogues:
             self.replay.add(turns)
-        sample = lambda: self.replay.sample(c.batch_size, self.rng, self.device)  # noqa: E731
         metrics: dict[str, float] = {}
-        losses = [self.critic_update(sample) for _ in range(c.critic_epochs)]
+        losses = [self.critic_update(self.minibatch) for _ in range(c.critic_epochs)]
         if losses:
             metrics["critic_loss"] = float(np.mean(losses))
         if self.iteration >= c.warmup_iters and c.actor_epochs > 0:
-            results = [self.actor_update(sample) for _ in range(c.actor_epochs)]
+            results = [self.actor_update(self.minibatch) for _ in range(c.actor_epochs)]
             metrics["actor_loss"] = float(np.mean([r[0] for r in results]))
             metrics["advantage_mean"] = float(np.mean([r[1] for r in results]))
         return metrics
@@ -241,14 +240,9 @@ class FilteredBC(LanguageAgent):
                 self.kept.add([t for t in turns if t.action])
         losses = []
         for _ in range(c.actor_epochs if len(self.kept) else 0):
-            total = 0.0
-            for _ in range(c.grad_accum_steps):
-                picked = self.rng.integers(len(self.kept), size=c.batch_size)
-                loss = self.bc_loss([self.kept.turns[i] for i in picked]) / c.grad_accum_steps
-                loss.backward()
-                total += float(loss.detach())
+            losses.append(self.accumulate(lambda: self.bc_loss(sample_turns(self.kept.turns, c.batch_size,
+                                                                            self.rng))))
             self.clip_and_step(self.actor_optimizer, self.actor)
-            losses.append(total)
         return {"bc_loss": float(np.mean(losses)) if losses else 0.0, "kept_turns": float(len(self.kept))}
 
 
@@ -320,12 +314,10 @@ class OfflineArCHer(ArCHer):
             raise ConfigError("OfflineArCHer learns from dataset= (a list of dialogues or a JSON-lines file of "
                               "them); none was given")
         self.warm_start()
-        c = self.config
-        sample = lambda: self.replay.sample(c.batch_size, self.rng, self.device)  # noqa: E731
         for _ in range(total_steps):
-            metrics = {"critic_loss": self.critic_update(sample)}
-            if self.iteration >= c.warmup_iters:
-                metrics["actor_loss"], metrics["advantage_mean"] = self.actor_update(sample)
+            metrics = {"critic_loss": self.critic_update(self.minibatch)}
+            if self.iteration >= self.config.warmup_iters:
+                metrics["actor_loss"], metrics["advantage_mean"] = self.actor_update(self.minibatch)
             self.iteration += 1
             self.num_timesteps += 1
             if not report(metrics):
