@@ -8,7 +8,7 @@ For each task and regime a dataset is built once (``zoo.datasets.metaworld_prefs
 scripted experts degraded in biased ways, 4,000 pairs of 64-step segments, regret teacher) and cached in
 ``--out``; each method trains for ``--steps`` gradient steps per seed (default 6,000; 128x128 actor without
 dropout, batch 32 pairs, lr 1e-3; the first sixth BC for SFT and CPL, reward-model training for P-IQL) and
-is evaluated (success rate over 50 episodes, horizon 250) five times along the way. BC is behaviour cloning on all segments for the
+is evaluated (success rate over ``--episodes`` episodes, default 50, horizon 250) five times along the way. BC is behaviour cloning on all segments for the
 whole budget. Runs go to ``--jobs`` processes. Writes ``results.md`` / ``results.csv`` beside the paper's
 figures and ``curves.png``, and reports CPL's training steps per second against a straightforward PyTorch
 loop over the same data.
@@ -46,7 +46,7 @@ def dataset_path(task: str, regime: str, out: Path, quick: bool) -> Path:
     return path
 
 
-def run(method: str, task: str, data: Path, seed: int, steps: int, quick: bool) -> list[tuple[int, float]]:
+def run(method: str, task: str, data: Path, seed: int, steps: int, episodes: int) -> list[tuple[int, float]]:
     from zoo.agents import get_agent
     from zoo.buffers import PreferenceDataset
     from zoo.envs import make_env
@@ -56,14 +56,15 @@ def run(method: str, task: str, data: Path, seed: int, steps: int, quick: bool) 
     phase = max(1, steps // 6)
     kwargs = dict(SMALL, warmup_steps=min(10_000, steps // 10))
     kwargs.update({"BC": dict(bc_steps=steps), "SFT": dict(bc_steps=phase), "CPL": dict(bc_steps=phase),
-                   "PIQL": dict(reward_steps=phase)}[method])
+                   # the actor's cosine spans the run, as the reference's spans its 500k steps
+                   "PIQL": dict(reward_steps=phase, critic_hidden=(256, 256), actor_cosine_steps=steps)}[method])
     env = make_env(f"metaworld/{task}", seed=seed, max_episode_steps=250)
     agent = get_agent("CPL" if method == "BC" else method)(
         env, dataset=PreferenceDataset.load(data), seed=seed, device="cpu", **kwargs)
     curve = []
     for _ in range(5):
         agent.learn(steps // 5, progress=False)
-        curve.append((agent.num_timesteps, 100.0 * agent.evaluate(10 if quick else 50)["success_rate"]))
+        curve.append((agent.num_timesteps, 100.0 * agent.evaluate(episodes)["success_rate"]))
     agent.env.close()
     return curve
 
@@ -106,11 +107,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 50; 10 quick)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one CPU thread each)")
     parser.add_argument("--out", default="cpl-metaworld")
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = args.steps or (200 if args.quick else 6_000)
+    episodes = args.episodes or (10 if args.quick else 50)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from zoo.bench import results_markdown, write_results
@@ -121,10 +124,10 @@ def main() -> None:
     # each finished run is kept in out/runs/, so an interrupted or extended benchmark only runs what is missing
     runs_dir = out / "runs"
     runs_dir.mkdir(exist_ok=True)
-    cached = lambda t, r, m, seed: runs_dir / f"{t}-{r}-{m}-{seed}-{steps}.json"  # noqa: E731
+    cached = lambda t, r, m, seed: runs_dir / f"{t}-{r}-{m}-{seed}-{steps}-{episodes}ep.json"  # noqa: E731
     curves = {key: [tuple(p) for p in json.loads(cached(*key).read_text())] for key in keys if cached(*key).exists()}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run, m, t, data[t, r], seed, steps, args.quick): (t, r, m, seed)
+        futures = {pool.submit(run, m, t, data[t, r], seed, steps, episodes): (t, r, m, seed)
                    for t, r, m, seed in keys if (t, r, m, seed) not in curves}
         for future in as_completed(futures):
             key = futures[future]

@@ -131,3 +131,117 @@ def test_piql_reward_model_then_iql(pendulum_prefs, tmp_path):
     loaded = load_agent(agent.save(tmp_path / "piql.safetensors"), device="cpu")
     obs = torch.as_tensor(pendulum_prefs.observations[:4])
     assert torch.equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+
+
+# ----------------------------------------------------------------------------- reference defaults and wiring (issue 12)
+def _lr(agent) -> float:
+    return agent.optimizer.param_groups[0]["lr"]
+
+
+def test_cpl_kl_runs_at_a_tenth_of_the_bc_learning_rate_after_the_switch(pendulum_prefs):
+    kw = dict(hidden=(16,), dropout=0.0, batch_size=8, learning_rate=1e-4, bc_steps=3, warmup_steps=4)
+    kl = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", variant="cpl_kl", **kw)
+    assert kl.config.cpl_lr_multiplier == 0.1
+    kl.learn(3, progress=False)
+    assert _lr(kl) == pytest.approx(1e-4)  # BC at the full rate
+    kl.learn(1, progress=False)
+    assert _lr(kl) == pytest.approx(1e-5 * 1 / 4)  # first step of the warm-up towards the peak 1e-5
+    kl.learn(10, progress=False)
+    assert _lr(kl) == pytest.approx(1e-5)
+    plain = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", **kw)
+    plain.learn(20, progress=False)
+    assert _lr(plain) == pytest.approx(1e-4)
+    # without a BC phase the reference never starts the warm-up: a constant rate
+    no_bc = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", **{**kw, "bc_steps": 0})
+    no_bc.learn(1, progress=False)
+    assert _lr(no_bc) == pytest.approx(1e-4)
+
+
+def test_cpl_kl_without_a_bc_phase_is_rejected():
+    with pytest.raises(ConfigError, match="cpl_kl.*bc_steps > 0"):
+        CPL("gym/Pendulum-v1", device="cpu", variant="cpl_kl", bc_steps=0)
+
+
+def test_actor_init_has_gain_one_on_every_layer():
+    agent = CPL("gym/Pendulum-v1", device="cpu", hidden=(32, 32))
+    linears = [m for m in agent.actor.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    for layer in linears:
+        w = layer.weight
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w  # orthogonal rows (or columns) of norm 1
+        assert torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-5)
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+@pytest.fixture(scope="module")
+def dense_prefs(pendulum_prefs):
+    return PreferenceDataset(pendulum_prefs.observations, pendulum_prefs.actions, pendulum_prefs.starts_a,
+                             pendulum_prefs.starts_b, pendulum_prefs.segment_length, pendulum_prefs.labels,
+                             {"regime": "dense"}, pendulum_prefs.scores_a, pendulum_prefs.scores_b)
+
+
+def test_dense_data_pairs_each_segment_with_a_fresh_random_partner(dense_prefs, pendulum_prefs):
+    agent = CPL("gym/Pendulum-v1", dataset=dense_prefs, device="cpu", batch_size=256)
+    assert agent.pairing == "random"
+    assert CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu").pairing == "fixed"  # sparse: its pairs
+    starts, scores = dense_prefs.segments()
+    assert starts.size == 1200  # sparse pairs are disjoint: every segment of the 600 pairs
+    fixed_pairs = set(zip(dense_prefs.starts_a.tolist(), dense_prefs.starts_b.tolist()))
+    batch = dense_prefs.sample_random_partners(256, np.random.default_rng(0))
+    by_start = dict(zip(starts.tolist(), scores.tolist()))
+    obs = dense_prefs.observations
+    rows_a = [int(np.flatnonzero((obs == o).all(1))[0]) for o in batch["obs_a"][:, 0]]
+    rows_b = [int(np.flatnonzero((obs == o).all(1))[0]) for o in batch["obs_b"][:, 0]]
+    # labels follow the teacher's scores of the drawn segments (1: a preferred)
+    expect = [1.0 if by_start[a] > by_start[b] else 0.0 if by_start[a] < by_start[b] else 0.5
+              for a, b in zip(rows_a, rows_b)]
+    assert batch["label"].tolist() == expect
+    new = sum((a, b) not in fixed_pairs and (b, a) not in fixed_pairs for a, b in zip(rows_a, rows_b))
+    assert new > 240  # almost all pairs are new ones, not the dataset's fixed pairs
+    with pytest.raises(ConfigError, match="pairing='random'"):
+        no_scores = PreferenceDataset(obs, dense_prefs.actions, dense_prefs.starts_a, dense_prefs.starts_b,
+                                      dense_prefs.segment_length, dense_prefs.labels)
+        CPL("gym/Pendulum-v1", dataset=no_scores, device="cpu", pairing="random")
+
+
+def test_sft_keeps_both_segments_of_a_tie():
+    from zoo.agents.cpl.losses import sft_loss
+
+    lp_a, lp_b = torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([-4.0, -5.0, -6.0])
+    labels = torch.tensor([1.0, 0.0, 0.5])  # a preferred, b preferred, a tie (both kept)
+    assert sft_loss(lp_a, lp_b, labels).item() == pytest.approx((1.0 + 5.0 + 3.0 + 6.0) / 4)
+
+
+def test_piql_trains_iql_alongside_the_reward_model_with_a_cosine_actor_schedule(pendulum_prefs):
+    from zoo.agents import PIQL
+
+    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(16,), dropout=0.0,
+                 critic_hidden=(16,), batch_size=8, reward_steps=10, actor_cosine_steps=20)
+    assert agent.config.critic_hidden == (16,) and PIQL("gym/Pendulum-v1", device="cpu").config.critic_hidden \
+        == (512, 512)
+    q_before = [p.detach().clone() for p in agent.q1.parameters()]
+    reward_before = [p.detach().clone() for p in agent.reward_model.parameters()]
+    agent.learn(5, progress=False)  # inside the reward phase: the critics train too
+    assert any(not torch.equal(a, b) for a, b in zip(q_before, agent.q1.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(reward_before, agent.reward_model.parameters()))
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4 * 0.5 * (1 + np.cos(np.pi * 4 / 20)))
+    agent.learn(10, progress=False)
+    frozen = [p.detach().clone() for p in agent.reward_model.parameters()]
+    agent.learn(10, progress=False)  # after reward_steps the reward is frozen; the actor's rate reaches 0
+    assert all(torch.equal(a, b) for a, b in zip(frozen, agent.reward_model.parameters()))
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_piql_reads_v_next_after_the_value_update(pendulum_prefs, monkeypatch):
+    """The critics' target uses V(s') from the value net as it is after this step's value update."""
+    from zoo.agents import PIQL
+
+    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(16,), dropout=0.0,
+                 critic_hidden=(16,), batch_size=8, reward_steps=0)
+    calls = []
+    real_step = agent.value_optimizer.step
+    monkeypatch.setattr(agent.value_optimizer, "step", lambda *a, **k: (calls.append("v_step"), real_step())[1])
+    real_forward = type(agent.value).forward
+    monkeypatch.setattr(type(agent.value), "forward", lambda m, o: (calls.append("v"), real_forward(m, o))[1])
+    agent.learn(1, progress=False)
+    assert calls == ["v", "v_step", "v"]

@@ -92,7 +92,7 @@ def test_missing_tree_file_is_a_checkpoint_error(tmp_path):
         load_agent(path, device="cpu")
 
 
-@pytest.mark.parametrize("objective", ["a2c", "awr"])
+@pytest.mark.parametrize("objective", ["a2c", "awr_on_policy"])
 def test_other_objectives_train(objective):
     agent = GBRL("gym/CartPole-v1", seed=0, device="cpu", objective=objective, num_steps=16, num_minibatches=2)
     agent.learn(256, progress=False)
@@ -135,3 +135,53 @@ def test_gbrl_solves_an_empty_minigrid_room():
     agent.learn(8192, progress=False)
     # observed with seed 0: 0.955 (the shortest path) after 8k steps
     assert agent.evaluate(10)["return_mean"] > max(0.9, random_return + 0.3)
+
+
+# ----------------------------------------------------------------------------- reference defaults (issue 12)
+def test_reference_defaults_and_presets():
+    cfg = GBRL("gym/CartPole-v1", device="cpu").config
+    assert (cfg.vf_coef, cfg.ent_coef, cfg.policy_grad_clip, cfg.value_grad_clip) == (0.871923, 0.0, 100.0, 10.0)
+    other = GBRL("gym/Acrobot-v1", device="cpu").config
+    assert (other.vf_coef, other.ent_coef, other.policy_grad_clip, other.value_grad_clip) == \
+        (0.871923, 0.0, None, None)
+    pendulum = GBRL("gym/Pendulum-v1", device="cpu", num_envs=2, num_steps=8, num_minibatches=2).config
+    assert (pendulum.gamma, pendulum.policy_lr, pendulum.normalize_reward, pendulum.log_std_init) == \
+        (0.9147, 0.03125, True, -2.0)
+    with pytest.raises(ConfigError, match="off-policy learner with a replay buffer"):
+        GBRL("gym/CartPole-v1", device="cpu", objective="awr")
+    with pytest.raises(ConfigError, match="policy_grad_clip"):
+        GBRL("gym/CartPole-v1", device="cpu", policy_grad_clip=0.0)
+
+
+def test_minigrid_preset_has_no_entropy_bonus():
+    pytest.importorskip("minigrid")
+    cfg = GBRL("gym/MiniGrid-Empty-5x5-v0", device="cpu", num_envs=2, num_steps=16, num_minibatches=2).config
+    assert cfg.ent_coef == 0.0 and cfg.categorical_group == 3
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_per_sample_gradient_clip_reaches_the_trees(clip):
+    """With the clip, one boosting step moves each output by at most lr * clip (a leaf is a mean of clipped
+    per-sample gradients); without it, a loss scaled up by 1e4 moves them far more."""
+    env = zoo.make_env("gym/CartPole-v1", num_envs=1, seed=0)
+    agent = GBRL(env, seed=0, device="cpu", policy_lr=0.1, value_lr=0.1, policy_grad_clip=clip, value_grad_clip=clip)
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(256, 4)), dtype=torch.float32)
+    target = (obs[:, 0] > 0).long()
+    dist, values = agent.policy(obs)
+    agent.apply_gradients(1e4 * (-dist.log_prob(target).mean() + (values - 3.0).square().mean()))
+    with torch.no_grad():
+        dist_after, values_after = agent.policy(obs)
+    logit_step = (dist_after.logits - dist.logits.detach()).norm(dim=1).max()
+    value_step = (values_after - values.detach()).abs().max()
+    if clip is None:
+        assert logit_step > 10.0 and value_step > 10.0, (logit_step, value_step)
+    else:  # gbrl's leaf value is the mean gradient times lr (the logits are re-centred by the softmax, not grown)
+        assert logit_step <= 0.1 * clip * 2 + 1e-5 and value_step <= 0.1 * clip + 1e-5, (logit_step, value_step)
+
+
+def test_a2c_takes_the_rollout_as_one_batch_with_the_full_squared_error():
+    agent = GBRL("gym/CartPole-v1", seed=0, device="cpu", objective="a2c", num_envs=2, num_steps=16)
+    agent.learn(32, progress=False)  # one rollout, one tree (PPO's preset would grow 16 per epoch)
+    assert agent.policy.num_trees() == 1
+    values, returns = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0])
+    assert agent.value_loss(values, returns, values).item() == pytest.approx(2.5)  # mean((V - R)^2), no 1/2

@@ -31,13 +31,15 @@ def orthogonal_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, act: str = "tanh", *,
-        orthogonal: bool = False, output_gain: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
-    """``in_dim -> hidden... -> out_dim`` (no output layer when ``out_dim`` is None)."""
+        orthogonal: bool = False, output_gain: float = 1.0, dropout: float = 0.0,
+        hidden_gain: float = math.sqrt(2)) -> nn.Sequential:
+    """``in_dim -> hidden... -> out_dim`` (no output layer when ``out_dim`` is None); with ``orthogonal``,
+    orthogonal weights of gain ``hidden_gain`` (hidden layers) and ``output_gain`` (output layer), zero biases."""
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
         linear = nn.Linear(a, b)
-        layers += [orthogonal_init(linear) if orthogonal else linear, activation(act)()]
+        layers += [orthogonal_init(linear, gain=hidden_gain) if orthogonal else linear, activation(act)()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     if out_dim is not None:

@@ -40,16 +40,29 @@ def gbrl_models():
     return gbrl.models
 
 
-#: the reference's tuned CartPole settings (8 envs x 128 steps, batch 64, 1 epoch, its learning rates)
+#: the reference's tuned CartPole settings (8 envs x 128 steps, batch 64, 1 epoch, its learning rates, per-sample
+#: gradients clipped at 100 (policy) and 10 (value))
 _CARTPOLE = dict(num_envs=8, num_steps=128, num_minibatches=16, update_epochs=1, policy_lr=0.029, value_lr=0.015,
-                 ent_coef=0.0)
+                 policy_grad_clip=100.0, value_grad_clip=10.0)
+#: the reference's MountainCar settings (16 envs x 512 steps, batch 256, 20 epochs)
+_MOUNTAINCAR = dict(num_envs=16, num_steps=512, num_minibatches=32, update_epochs=20, gamma=0.999, gae_lambda=0.98,
+                    ent_coef=0.03344, policy_lr=0.03113, value_lr=0.003178, policy_grad_clip=100.0,
+                    value_grad_clip=10.0)
 
 
 @dataclasses.dataclass
 class GBRLConfig(PPOConfig):
-    """PPO's settings plus the trees'. ``learning_rate`` trains only the Gaussian log-std (Box actions)."""
+    """PPO's settings plus the trees', with the reference's defaults (``vf_coef`` 0.871923, no entropy bonus,
+    no per-sample gradient clip unless a preset sets one). ``learning_rate`` trains only the Gaussian log-std
+    (Box actions)."""
 
-    objective: Literal["ppo", "a2c", "awr"] = "ppo"
+    objective: Literal["ppo", "a2c", "awr_on_policy"] = "ppo"
+    vf_coef: float = 0.871923
+    ent_coef: float = 0.0
+    #: per-sample gradients fed to the trees are clipped: each sample's policy gradient to this L2 norm, its
+    #: value gradient to +-value_grad_clip (gbrl's ``policy_grad_clip`` / ``value_grad_clip``); None: no clip
+    policy_grad_clip: float | None = None
+    value_grad_clip: float | None = None
     policy_lr: float = 0.03
     value_lr: float = 0.01
     max_depth: int = 4
@@ -69,14 +82,32 @@ class GBRLConfig(PPOConfig):
     PRESETS = {
         "*/CartPole-v1": _CARTPOLE,
         "torch/cartpole": _CARTPOLE,
-        # the reference's MiniGrid settings (16 envs x 256 steps, batch 512, 20 epochs)
+        # the reference's Pendulum settings (16 envs x 256 steps, batch 512, 20 epochs, rewards normalised)
+        "*/Pendulum-v1": dict(num_envs=16, num_steps=256, num_minibatches=8, update_epochs=20, gamma=0.9147,
+                              gae_lambda=0.9376, policy_lr=0.03125, value_lr=0.01315, normalize_reward=True,
+                              log_std_init=-2.0, learning_rate=0.0017, policy_grad_clip=100.0,
+                              value_grad_clip=10.0),
+        "*/MountainCar-v0": _MOUNTAINCAR,
+        "*/MountainCarContinuous-v0": _MOUNTAINCAR,
+        # the reference's MiniGrid settings (16 envs x 256 steps, batch 512, 20 epochs, no entropy bonus)
         "gym/MiniGrid-*": dict(num_envs=16, num_steps=256, num_minibatches=8, update_epochs=20, policy_lr=0.17,
                                value_lr=0.01, categorical_group=3),
     }
 
+    def __post_init__(self) -> None:
+        if self.objective == "awr":
+            raise ConfigError("objective='awr': the reference's AWR is an off-policy learner with a replay buffer "
+                              "(beta 0.05, 200 value and 1000 policy steps per round), which zoo does not have; "
+                              "objective='awr_on_policy' is AWR's weighted log-likelihood on PPO's on-policy "
+                              "rollouts (see docs/agents/gbrl.md)")
+        super().__post_init__()
+
     def validate(self) -> None:
         super().validate()
         positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_beta", "awr_max_weight")
+        for name in ("policy_grad_clip", "value_grad_clip"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive or None (no clip), got {getattr(self, name)}")
         if self.categorical_group < 0:
             raise ConfigError(f"categorical_group must be >= 0, got {self.categorical_group}")
         if self.anneal_lr or self.normalize_obs:
@@ -101,6 +132,7 @@ class TreeActorCritic(ActionHead):
             raise ConfigError(f"GBRL needs Box observations (flattened into features), got {observation_space}")
         out = self.init_action_space(action_space, config.log_std_init, "GBRL")
         self.num_outputs = out
+        self.grad_clip = config.policy_grad_clip, config.value_grad_clip
         self.group = config.categorical_group
         high = float(np.max(observation_space.high))
         self.radix = int(high) + 1 if np.isfinite(high) and high < 2**16 else 2**16
@@ -150,16 +182,29 @@ class TreeActorCritic(ActionHead):
         return int(max(count)) if isinstance(count, tuple) else int(count)
 
     def boost(self) -> None:
-        """Grow one tree on the gradients left on the outputs of the last forward pass made with gradients."""
-        self.trees.step()
+        """Grow one tree on the gradients left on the outputs of the last forward pass made with gradients
+        (per-sample gradients, clipped as configured)."""
+        self.trees.step(policy_grad_clip=self.grad_clip[0], value_grad_clip=self.grad_clip[1])
 
 
 @register_agent
 class GBRL(PPO):
-    """Gradient-Boosting RL: PPO (``objective="ppo"``), A2C or AWR with tree-ensemble actor and critic."""
+    """Gradient-Boosting RL: PPO (``objective="ppo"``), A2C (``"a2c"``: one tree per rollout, the value loss
+    without the 1/2, as the reference) or on-policy AWR (``"awr_on_policy"``) with tree-ensemble actor and
+    critic."""
 
     config_class = GBRLConfig
     config: GBRLConfig
+
+    def minibatch_schedule(self) -> tuple[int, int]:
+        if self.config.objective == "a2c":  # the reference's A2C: the whole rollout is one batch, one step
+            return 1, 1
+        return super().minibatch_schedule()
+
+    def value_loss(self, values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor) -> torch.Tensor:
+        if self.config.objective == "a2c":  # the reference's A2C value loss: mean squared error, no 1/2
+            return (values - returns).square().mean()
+        return super().value_loss(values, returns, old_values)
 
     def build_optimizer(self) -> torch.optim.Optimizer | None:
         """Adam for the Gaussian log-std (Box actions); the trees are fitted by boosting, not by an optimizer."""
@@ -180,7 +225,7 @@ class GBRL(PPO):
         c = self.config
         if c.objective == "a2c":  # the policy gradient: d/dtheta of -A log pi (old log-prob is a constant)
             return -(advantages * log_ratio).mean()
-        if c.objective == "awr":
+        if c.objective == "awr_on_policy":
             weights = torch.exp(advantages / c.awr_beta).clamp(max=c.awr_max_weight)
             return -(weights * log_ratio).mean()
         return super().policy_loss(log_ratio, advantages, progress)

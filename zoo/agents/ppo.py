@@ -255,6 +255,10 @@ class PPO(Agent):
         nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
 
+    def minibatch_schedule(self) -> tuple[int, int]:
+        """``(epochs, minibatches)`` of one update (A2C-style objectives take the rollout as one batch)."""
+        return self.config.update_epochs, self.config.num_minibatches
+
     def set_learning_rate(self, fraction: float) -> None:
         """Anneal the learning rate to ``fraction`` of its initial value."""
         self.optimizer.param_groups[0]["lr"] = self.config.learning_rate * fraction
@@ -288,10 +292,11 @@ class PPO(Agent):
         obs = {k: flat(v) for k, v in rollout.obs.items()} if isinstance(rollout.obs, dict) else flat(rollout.obs)
         actions, old_logp, old_values = flat(rollout.actions), flat(rollout.log_probs), flat(rollout.values)
         advantages, returns = flat(advantages), flat(returns)
-        mb_size = B // c.num_minibatches
+        epochs, minibatches = self.minibatch_schedule()
+        mb_size = B // minibatches
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
         count = 0
-        for _ in range(c.update_epochs):
+        for _ in range(epochs):
             perm = torch.randperm(B, device=self.device)
             for start in range(0, B, mb_size):
                 idx = perm[start:start + mb_size]

@@ -107,12 +107,16 @@ class SquashedGaussianActor(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """``Q(s, a)`` for continuous actions: an MLP over [features(s), a]."""
+    """``Q(s, a)`` for continuous actions: an MLP over [features(s), a] (PyTorch's default init, or orthogonal
+    weights of gain ``orthogonal_gain`` on every layer)."""
 
-    def __init__(self, observation_space, action_space: spaces.Box, hidden, activation):
+    def __init__(self, observation_space, action_space: spaces.Box, hidden, activation,
+                 orthogonal_gain: float | None = None):
         super().__init__()
         self.encoder = make_encoder(observation_space)
-        self.net = mlp(self.encoder.out_dim + int(np.prod(action_space.shape)), hidden, 1, activation)
+        gain = {} if orthogonal_gain is None else dict(orthogonal=True, hidden_gain=orthogonal_gain,
+                                                        output_gain=orthogonal_gain)
+        self.net = mlp(self.encoder.out_dim + int(np.prod(action_space.shape)), hidden, 1, activation, **gain)
 
     def forward(self, obs: Obs, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([self.encoder(obs), action.float()], dim=1)).squeeze(-1)

@@ -786,6 +786,7 @@ class PreferenceDataset:
         self.labels = lab
         self.scores_a, self.scores_b = scores
         self.metadata = _json_dict(metadata)
+        self._segments: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_arrays(cls, observations: Obs | Mapping[str, Any], actions: Any, starts_a: Any, starts_b: Any,
@@ -928,6 +929,35 @@ class PreferenceDataset:
         if len(self) == 0:
             raise PreferenceDatasetError("cannot sample from an empty preference dataset")
         return self.get(_rng(rng).integers(0, len(self), size=_check_count("batch_size", batch_size)))
+
+    def segments(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct segments the pairs use: their starts and the teacher's score of each (needs scores)."""
+        if self.scores_a is None:
+            raise PreferenceDatasetError("this dataset keeps no teacher scores, so its segments cannot be re-paired")
+        if self._segments is None:
+            starts = np.concatenate([self.starts_a, self.starts_b])
+            scores = np.concatenate([self.scores_a, self.scores_b])  # type: ignore[list-item]
+            unique, first = np.unique(starts, return_index=True)
+            self._segments = (unique, scores[first])
+        return self._segments
+
+    def sample_random_partners(self, batch_size: int, rng: RngLike = None) -> dict[str, Any]:
+        """A batch of ``batch_size`` fresh pairs: two segments drawn uniformly (with replacement) from all of
+        the dataset's segments, labelled by the teacher's scores as :func:`labels_from_scores` (CPL's reference
+        sampling of dense data, where each segment meets a new random partner in every batch)."""
+        starts, scores = self.segments()
+        if starts.size == 0:
+            raise PreferenceDatasetError("cannot sample from an empty preference dataset")
+        rng = _rng(rng)
+        n = _check_count("batch_size", batch_size)
+        ia, ib = rng.integers(0, starts.size, size=n), rng.integers(0, starts.size, size=n)
+        L = self.segment_length
+        return {"obs_a": _map_obs(self.observations, lambda a: gather(a, starts[ia], L)),
+                "act_a": gather(self.actions, starts[ia], L),
+                "obs_b": _map_obs(self.observations, lambda a: gather(a, starts[ib], L)),
+                "act_b": gather(self.actions, starts[ib], L),
+                "label": labels_from_scores(scores[ia], scores[ib]),
+                "score_a": scores[ia], "score_b": scores[ib]}
 
     def batches(self, batch_size: int, rng: RngLike = None, drop_last: bool = False) -> Iterator[dict[str, Any]]:
         """One pass over all pairs in batches (shuffled when ``rng`` is given, in order when it is ``None``)."""

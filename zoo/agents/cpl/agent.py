@@ -25,7 +25,7 @@ from zoo.agents import register_agent
 from zoo.agents.base import Agent
 from zoo.agents.config import AgentConfig, positive, valid_hidden
 from zoo.agents.cpl.losses import (bc_loss, deterministic_log_prob, labelled_pairwise_loss, ranked_batch_loss,
-                                   segment_scores)
+                                   segment_scores, sft_loss)
 from zoo.buffers.trajectories import PreferenceDataset
 from zoo.errors import ConfigError
 from zoo.nets import adam, make_encoder, mlp, orthogonal_init
@@ -33,8 +33,9 @@ from zoo.rollout import Obs
 
 ACTION_CLIP = 1.0 - 1e-5
 
-#: (alpha, lambda, bc_coeff) per variant, from the paper's state-based table.
-VARIANTS = {"cpl": (0.1, 0.5, 0.0), "cpl_bc": (0.1, 1.0, 1.0), "cpl_kl": (0.2, 0.75, 0.0)}
+#: (alpha, lambda, bc_coeff, lr multiplier after BC) per variant: the paper's state-based table; the
+#: reference code runs CPL-KL's contrastive phase at a tenth of the BC learning rate.
+VARIANTS = {"cpl": (0.1, 0.5, 0.0, 1.0), "cpl_bc": (0.1, 1.0, 1.0, 1.0), "cpl_kl": (0.2, 0.75, 0.0, 0.1)}
 
 
 def flatten_time(x):
@@ -46,13 +47,15 @@ def flatten_time(x):
 
 @dataclasses.dataclass
 class CPLConfig(AgentConfig):
-    """Defaults: the paper's state-based MetaWorld settings; ``alpha``, ``lam`` and ``bc_coeff`` left at None
-    take the variant's values."""
+    """Defaults: the paper's state-based MetaWorld settings; ``alpha``, ``lam``, ``bc_coeff`` and
+    ``cpl_lr_multiplier`` left at None take the variant's values. After the BC phase the learning rate warms up
+    linearly to ``learning_rate * cpl_lr_multiplier`` over ``warmup_steps``."""
 
     variant: Literal["cpl", "cpl_bc", "cpl_kl"] = "cpl"
     alpha: float | None = None
     lam: float | None = None
     bc_coeff: float | None = None
+    cpl_lr_multiplier: float | None = None
     bc_steps: int = 200_000
     batch_size: int = 96
     learning_rate: float = 1e-4
@@ -60,23 +63,31 @@ class CPLConfig(AgentConfig):
     hidden: tuple[int, ...] = (512, 512)
     dropout: float = 0.25
     actor: Literal["deterministic", "gaussian"] = "deterministic"
+    #: how batches pair segments: ``"fixed"`` draws the dataset's labelled pairs; ``"random"`` gives each
+    #: drawn segment a fresh uniform partner from all of the dataset's segments, labelled by the teacher's
+    #: scores (the reference's dense sampling); ``"auto"``: random for dense datasets that keep their scores
+    pairing: Literal["auto", "fixed", "random"] = "auto"
     score_mode: bool = False
     num_envs: int = 1
 
     def __post_init__(self) -> None:
-        alpha, lam, bc_coeff = VARIANTS.get(self.variant, (None, None, None))
-        for name, default in (("alpha", alpha), ("lam", lam), ("bc_coeff", bc_coeff)):
+        defaults = VARIANTS.get(self.variant, (None,) * 4)
+        for name, default in zip(("alpha", "lam", "bc_coeff", "cpl_lr_multiplier"), defaults):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         super().__post_init__()
 
     def validate(self) -> None:
-        positive(self, "alpha", "batch_size", "learning_rate", "num_envs")
+        positive(self, "alpha", "batch_size", "learning_rate", "num_envs", "cpl_lr_multiplier")
         valid_hidden(self)
         if not 0.0 < self.lam <= 1.0:
             raise ConfigError(f"hyperparameter 'lam' must lie in (0, 1], got {self.lam}")
         if self.bc_steps < 0 or self.warmup_steps < 0 or self.bc_coeff < 0:
             raise ConfigError("bc_steps, warmup_steps and bc_coeff must be >= 0")
+        if self.variant == "cpl_kl" and self.bc_steps == 0:
+            raise ConfigError("variant='cpl_kl' needs bc_steps > 0: its reference policy is the BC policy taken at "
+                              "the end of the BC phase (with bc_steps=0 it would be plain CPL); set bc_steps, or "
+                              "use variant='cpl'")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"hyperparameter 'dropout' must lie in [0, 1), got {self.dropout}")
 
@@ -90,10 +101,12 @@ class CPLActor(nn.Module):
         self.kind = kind
         self.encoder = make_encoder(observation_space)
         dim = int(np.prod(action_space.shape))
-        self.trunk = mlp(self.encoder.out_dim, hidden, None, "relu", orthogonal=True, dropout=dropout)
-        self.mean = orthogonal_init(nn.Linear(hidden[-1], dim), gain=0.01)
+        # orthogonal weights of gain 1 on every layer, output included, zero biases (the reference's init)
+        self.trunk = mlp(self.encoder.out_dim, hidden, None, "relu", orthogonal=True, hidden_gain=1.0,
+                         dropout=dropout)
+        self.mean = orthogonal_init(nn.Linear(hidden[-1], dim), gain=1.0)
         if kind == "gaussian":
-            self.log_std = orthogonal_init(nn.Linear(hidden[-1], dim), gain=0.01)
+            self.log_std = orthogonal_init(nn.Linear(hidden[-1], dim), gain=1.0)
 
     def forward(self, obs: Obs) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.trunk(self.encoder(obs))
@@ -149,6 +162,20 @@ class CPL(Agent):
         self.reference: CPLActor | None = None
         self._cpl_steps = 0
         self._rng = np.random.default_rng(self.seed)
+        self.pairing = self._resolve_pairing()
+
+    def _resolve_pairing(self) -> str:
+        """``config.pairing`` with ``"auto"`` resolved against the dataset (checked where it matters)."""
+        pairing, data = self.config.pairing, self.dataset
+        if data is None:
+            return "fixed" if pairing == "auto" else pairing
+        has_scores = data.scores_a is not None
+        if pairing == "auto":
+            return "random" if data.metadata.get("regime") == "dense" and has_scores else "fixed"
+        if pairing == "random" and not has_scores:
+            raise ConfigError("pairing='random' labels fresh pairs by the teacher's scores, and this dataset keeps "
+                              "none; use pairing='fixed' or a dataset built with scores")
+        return pairing
 
     def state_modules(self) -> dict[str, nn.Module]:
         modules = {"actor": self.actor}
@@ -181,7 +208,10 @@ class CPL(Agent):
             self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False)
 
     def _batch(self) -> dict[str, torch.Tensor]:
-        batch = self.dataset.sample(self.config.batch_size, self._rng)
+        if self.pairing == "random":
+            batch = self.dataset.sample_random_partners(self.config.batch_size, self._rng)
+        else:
+            batch = self.dataset.sample(self.config.batch_size, self._rng)
         return PreferenceDataset.to_torch(batch, self.device)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -210,9 +240,10 @@ class CPL(Agent):
             else:
                 cpl = labelled_pairwise_loss(score_a, score_b, batch["label"], c.lam)
             loss = cpl + c.bc_coeff * bc
-            warmup = min(1.0, (self._cpl_steps + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+            # the reference starts its warm-up schedule at the switch: without a BC phase the lr is constant
+            warmup = min(1.0, (self._cpl_steps + 1) / c.warmup_steps) if c.warmup_steps and c.bc_steps else 1.0
             for group in self.optimizer.param_groups:
-                group["lr"] = c.learning_rate * warmup
+                group["lr"] = c.learning_rate * c.cpl_lr_multiplier * warmup
             self._cpl_steps += 1
             with torch.no_grad():
                 agree = ((score_a > score_b).float() == (batch["label"] > 0.5).float()).float().mean()
@@ -243,7 +274,8 @@ class SFTConfig(CPLConfig):
 @register_agent
 class SFT(CPL):
     """Supervised fine-tuning baseline of the CPL paper: behaviour cloning on every segment for ``bc_steps``,
-    then on the preferred segment of each pair only (ties count half for each side)."""
+    then on the preferred segments only (as the reference: a tie keeps both segments at full weight; the loss
+    is the mean over the kept segments' steps; one optimizer throughout, constant learning rate)."""
 
     config_class = SFTConfig
 
@@ -254,11 +286,9 @@ class SFT(CPL):
         if self.num_timesteps < c.bc_steps:
             loss = bc_loss(torch.cat([lp_a, lp_b]))
         else:
-            if self._cpl_steps == 0 and c.bc_steps > 0:
-                self._switch_to_cpl()
             self._cpl_steps += 1
             label = batch["label"]
-            loss = -(label * lp_a + (1.0 - label) * lp_b).mean()
+            loss = sft_loss(lp_a, lp_b, label)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

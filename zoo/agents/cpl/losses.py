@@ -64,3 +64,11 @@ def deterministic_log_prob(mean_action: torch.Tensor, action: torch.Tensor) -> t
 def bc_loss(log_probs: torch.Tensor) -> torch.Tensor:
     """Behaviour cloning: ``-mean log pi(a|s)`` over every step given."""
     return -log_probs.mean()
+
+
+def sft_loss(log_probs_a: torch.Tensor, log_probs_b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The SFT baseline's loss (CPL paper, Sec. 5; reference code): behaviour cloning on the preferred
+    segment of each pair, ``-mean log pi`` over the kept segments. ``a`` is kept when ``label >= 0.5`` and
+    ``b`` when ``label <= 0.5``, so a tie keeps both at full weight. ``log_probs_*`` are per segment ``(B,)``."""
+    keep_a, keep_b = (labels >= 0.5).float(), (labels <= 0.5).float()
+    return -(keep_a * log_probs_a + keep_b * log_probs_b).sum() / (keep_a.sum() + keep_b.sum()).clamp(min=1.0)

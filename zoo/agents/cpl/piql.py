@@ -1,14 +1,20 @@
-"""P-IQL, the CPL paper's RL baseline: a Bradley-Terry reward model on summed predicted rewards, then IQL
+"""P-IQL, the CPL paper's RL baseline: a Bradley-Terry reward model on summed predicted rewards, and IQL
 (Kostrikov et al., 2022) on the dataset's transitions relabelled with the learned reward.
 
-Transitions are the consecutive steps inside each labelled segment (``s_t, a_t, s_{t+1}``, ``t < L - 1``);
-each IQL step trains on ``iql_batch_size`` of them drawn from the sampled segments.
+As in the reference code, IQL trains from the first step, alongside the reward model for its first
+``reward_steps`` (on the current reward, detached), then on the frozen reward. Each step updates V (expectile
+towards the target critics' min Q), then the actor (AWR with V from before its update; its learning rate
+follows a cosine over ``actor_cosine_steps``), then the critics towards ``r + gamma V(s')`` read after V's
+update, then the target critics (Polyak). Transitions are the consecutive steps inside each sampled segment
+(``s_t, a_t, s_{t+1}``, ``t < L - 1``); each IQL step trains on ``iql_batch_size`` of them.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -35,7 +41,8 @@ def preference_reward_loss(reward_sum_a: torch.Tensor, reward_sum_b: torch.Tenso
 # ----------------------------------------------------------------------------- config
 @dataclasses.dataclass
 class PIQLConfig(CPLConfig):
-    """The paper's P-IQL settings; the actor is CPL's. ``bc_steps`` is unused."""
+    """The reference's P-IQL settings (networks 512x512, orthogonal gain 1); the actor is CPL's. ``bc_steps``
+    is unused."""
 
     reward_steps: int = 50_000
     expectile: float = 0.7
@@ -45,8 +52,11 @@ class PIQLConfig(CPLConfig):
     gamma: float = 0.99
     critic_lr: float = 3e-4
     learning_rate: float = 3e-4
-    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (512, 512)
     iql_batch_size: int = 256  # transitions per IQL step, drawn from the sampled segments (IQL's batch of 256)
+    #: the actor's learning rate decays from learning_rate to 0 along a cosine over this many steps (the
+    #: reference: its whole 500k-step run); 0 keeps it constant
+    actor_cosine_steps: int = 500_000
     bc_steps: int = 0
 
     def validate(self) -> None:
@@ -55,6 +65,8 @@ class PIQLConfig(CPLConfig):
         valid_hidden(self, "critic_hidden")
         if not 0.0 < self.expectile < 1.0 or not 0.0 <= self.gamma <= 1.0 or self.reward_steps < 0:
             raise ConfigError("expectile must lie in (0, 1), gamma in [0, 1] and reward_steps be >= 0")
+        if self.actor_cosine_steps < 0:
+            raise ConfigError(f"actor_cosine_steps must be >= 0, got {self.actor_cosine_steps}")
 
 
 class StateMLP(nn.Module):
@@ -63,7 +75,7 @@ class StateMLP(nn.Module):
     def __init__(self, observation_space, hidden):
         super().__init__()
         self.encoder = make_encoder(observation_space)
-        self.net = mlp(self.encoder.out_dim, hidden, 1, "relu")
+        self.net = mlp(self.encoder.out_dim, hidden, 1, "relu", orthogonal=True, hidden_gain=1.0, output_gain=1.0)
 
     def forward(self, obs) -> torch.Tensor:
         return self.net(self.encoder(obs)).squeeze(-1)
@@ -76,7 +88,7 @@ def _steps(x, start: int, stop: int):
 # ----------------------------------------------------------------------------- agent
 @register_agent
 class PIQL(CPL):
-    """Preference-based IQL: ``reward_steps`` of reward learning, then IQL with the learned reward."""
+    """Preference-based IQL: a reward model trained for ``reward_steps``, and IQL on its rewards throughout."""
 
     config_class = PIQLConfig
     config: PIQLConfig
@@ -85,9 +97,9 @@ class PIQL(CPL):
         super()._build()
         c = self.config
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
-        self.reward_model = QNetwork(obs_space, act_space, c.critic_hidden, "relu").to(self.device)  # r(s, a)
-        self.q1 = QNetwork(obs_space, act_space, c.critic_hidden, "relu").to(self.device)
-        self.q2 = QNetwork(obs_space, act_space, c.critic_hidden, "relu").to(self.device)
+        net = lambda: QNetwork(obs_space, act_space, c.critic_hidden, "relu", orthogonal_gain=1.0)  # noqa: E731
+        self.reward_model = net().to(self.device)  # r(s, a)
+        self.q1, self.q2 = net().to(self.device), net().to(self.device)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         self.value = StateMLP(obs_space, c.critic_hidden).to(self.device)
         self.reward_optimizer = adam(self.reward_model.parameters(), lr=c.critic_lr)
@@ -108,9 +120,16 @@ class PIQL(CPL):
         return self.reward_model(flatten_time(obs), actions.reshape(B * L, -1)).reshape(B, L)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.num_timesteps < self.config.reward_steps:
-            return self._reward_step(batch)
-        return self._iql_step(batch)
+        metrics = self._reward_step(batch) if self.num_timesteps < self.config.reward_steps else {}
+        return {**metrics, **self._iql_step(batch)}
+
+    def actor_lr(self) -> float:
+        """The actor's learning rate at this step: a cosine from ``learning_rate`` to 0 over ``actor_cosine_steps``."""
+        c = self.config
+        if not c.actor_cosine_steps:
+            return c.learning_rate
+        return c.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(self.num_timesteps, c.actor_cosine_steps)
+                                                       / c.actor_cosine_steps))
 
     def _reward_step(self, batch) -> dict[str, torch.Tensor]:
         sum_a = self.segment_rewards(batch["obs_a"], batch["act_a"]).sum(1)
@@ -137,25 +156,28 @@ class PIQL(CPL):
         with torch.no_grad():
             reward = self.reward_model(s, a)
             q_target = torch.min(self.q1_target(s, a), self.q2_target(s, a))
-            next_v = self.value(s_next)
         # value: expectile regression towards the target Q
         v = self.value(s)
         v_loss = expectile_loss(q_target - v, c.expectile)
         self.value_optimizer.zero_grad(set_to_none=True)
         v_loss.backward()
         self.value_optimizer.step()
-        # Q: one-step TD towards r + gamma V(s') (no terminations inside MetaWorld segments)
-        target = reward + c.gamma * next_v
-        q_loss = F.mse_loss(self.q1(s, a), target) + F.mse_loss(self.q2(s, a), target)
-        self.q_optimizer.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_optimizer.step()
-        # policy: advantage-weighted regression
+        # policy: advantage-weighted regression, with V from before its update
         weights = awr_weights(q_target - v.detach(), c.beta, c.clip_score)
         policy_loss = -(weights * self.actor.log_prob(s, a)).mean()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.actor_lr()
         self.optimizer.zero_grad(set_to_none=True)
         policy_loss.backward()
         self.optimizer.step()
+        # Q: one-step TD towards r + gamma V(s') with the updated V (no terminations inside MetaWorld segments);
+        # the two critics' losses averaged
+        with torch.no_grad():
+            target = reward + c.gamma * self.value(s_next)
+        q_loss = 0.5 * (F.mse_loss(self.q1(s, a), target) + F.mse_loss(self.q2(s, a), target))
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
         polyak_update(self.q1, self.q1_target, c.tau)
         polyak_update(self.q2, self.q2_target, c.tau)
         return {"value_loss": v_loss.detach(), "q_loss": q_loss.detach(), "policy_loss": policy_loss.detach()}
