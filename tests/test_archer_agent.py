@@ -169,6 +169,11 @@ def test_chai_says_the_candidate_with_the_highest_min_q():
         (q1, q2), _ = agent.critic.critic([o for o in observations for _ in range(3)], candidates)
     best = torch.minimum(q1, q2).view(2, 3).argmax(1).tolist()
     assert chosen == [candidates[best[0]], candidates[3 + best[1]]]
+    # the choice is the target critic's (as the reference): perturb the online critic, the choice stays
+    with torch.no_grad():
+        for p in agent.critic.critic.q_heads.parameters():
+            p.add_(torch.randn_like(p))
+    assert agent.policy_utterances(observations) == chosen
     with pytest.raises(ConfigError, match="does not train its actor"):
         CHAI(four_word_env(), actor_epochs=1)
 
@@ -180,6 +185,12 @@ def test_filtered_bc_clones_only_the_best_dialogues():
     bad = [Turn("Questions:\n", f"Is it a {w}?", -1.0, "x", False) for w in ("pen", "cat")] + [good[0]]
     metrics = agent._iteration([bad] * 9 + [good])
     assert [t.action for t in agent.kept.turns] == ["Is it a dog?"] and metrics["bc_loss"] > 0
+    # the cutoff is over every dialogue so far (the reference), not this rollout's: a worse rollout adds nothing
+    worse = [Turn("Questions:\n", f"Is it a {w}?", -1.0, "x", i == 3) for i, w in enumerate(("hat", "cup", "key",
+                                                                                               "box"))]
+    agent._iteration([worse] * 10)  # a per-rollout cutoff would keep all ten; over all 20 it is -2
+    kept = [t.action for t in agent.kept.turns]
+    assert "Is it a dog?" in kept and not any(w in a for a in kept for w in ("hat", "cup", "key", "box"))
 
 
 def test_offline_archer_learns_from_logged_dialogues(tmp_path):
@@ -223,3 +234,54 @@ def test_packaged_pretrained_minilm_as_the_critic_encoder(tmp_path, monkeypatch)
             ["Is it an animal?", "Is it a living creature?", "Is it made of metal?"]), dim=-1)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.1
     agent.learn(8, progress=False)  # the critic trains on it like on any encoder
+
+
+# ----------------------------------------------------------------------------- reference defaults (issue 12)
+def test_gradient_accumulation_sums_minibatch_gradients_then_clips():
+    agent = ArCHer(four_word_env(), seed=0, **dict(QUICK, grad_accum_steps=3))
+    param = next(p for p in agent.actor.parameters() if p.requires_grad)
+    obs, act = ["Questions:\n"] * 2, ["Is it a dog?", "Is it big?"]
+    loss_fn = lambda: agent.bc_loss([Turn(o, a, 0.0, o, False) for o, a in zip(obs, act)])  # noqa: E731
+    loss_fn().backward()
+    single = param.grad.detach().clone()
+    agent.actor.zero_grad(set_to_none=True)
+    mean_loss = agent.accumulate(loss_fn)
+    assert torch.allclose(param.grad, 3 * single, rtol=1e-4, atol=1e-7)  # summed, as the reference
+    assert mean_loss == pytest.approx(float(loss_fn()), rel=1e-5)  # the metric is the mean minibatch loss
+    agent.actor.zero_grad(set_to_none=True)
+    averaged = OfflineArCHer(four_word_env(), seed=0, **dict(QUICK, grad_accum_steps=3))
+    assert averaged.config.grad_accum == "mean"
+    # the clip acts on the summed gradient: clip_and_step returns the norm before clipping
+    agent.accumulate(loss_fn)
+    total = torch.sqrt(sum(p.grad.square().sum() for p in agent.actor.parameters() if p.grad is not None))
+    assert agent.clip_and_step(agent.actor_optimizer, agent.actor) == pytest.approx(float(total), rel=1e-5)
+
+
+def test_reference_defaults_per_game_and_for_offline_archer():
+    from zoo.agents.archer.agent import ArCHerConfig, OfflineArCHerConfig
+
+    city = ArCHerConfig.create("text/guess-my-city", actor="gpt2")
+    assert (city.actor_lr, city.warmup_iters, city.critic_lr) == (1e-5, 10, 2e-5)
+    assert ArCHerConfig.create("text/twenty-questions", actor="gpt2").actor_lr == 1e-6
+    # the tiny models' CPU settings replace the presets, explicit values win over both
+    assert ArCHerConfig.create("text/guess-my-city").actor_lr == 1e-4
+    assert ArCHerConfig.create("text/guess-my-city", actor_lr=3e-5).actor_lr == 3e-5
+    off = OfflineArCHerConfig.create("text/twenty-questions", actor="gpt2")
+    assert (off.gamma, off.tau, off.actor_lr, off.critic_lr, off.batch_size, off.grad_accum_steps, off.grad_accum,
+            off.warmup_iters, off.awr_clip, off.max_grad_norm) == (0.99, 0.05, 1e-4, 1e-5, 32, 4, "mean", 0, None,
+                                                                   None)
+    assert OfflineArCHerConfig.create("text/guess-my-city", actor="gpt2").warmup_iters == 0
+    assert OfflineArCHerConfig.create("text/twenty-questions").warmup_iters == 0  # tiny: no warm-up either
+    with pytest.raises(ConfigError, match="max_grad_norm"):
+        ArCHerConfig.create("text/twenty-questions", max_grad_norm=0.0)
+
+
+def test_critic_pools_with_the_encoder_pooler_when_asked():
+    agent = ArCHer(four_word_env(), seed=0, critic_pooling="pooler", **QUICK)
+    critic = agent.critic.critic
+    texts = ["Is it a dog?", "Questions:\nIs it big? No.\n"]
+    batch = critic.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = critic.encoder(**{k: batch[k] for k in ("input_ids", "attention_mask")}).pooler_output
+        assert torch.allclose(critic.embed(texts), expected)
+    assert ArCHer(four_word_env(), seed=0, **QUICK).critic.critic.pooling == "mean"  # tiny encoder: auto -> mean

@@ -45,7 +45,8 @@ def test_actor_loss_reinforce_and_token_baseline():
     assert actor_loss(adv, lp, mask).item() == pytest.approx(-((2 * -3.0) + (-1 * -0.5)) / 2)  # 2.75
     baseline = t([[1.0, 1.0, 9.0], [0.0, 0.0, 0.0]])
     assert actor_loss(adv, lp, mask, baseline).item() == pytest.approx(-((1 * -1 + 1 * -2) + (-1 * -0.5)) / 2)
-    assert token_baseline_loss(baseline, adv, mask).item() == pytest.approx((1 + 1 + 1) / 3)
+    # three masked squared errors of 1, averaged over all 2 x 3 positions, padding included (the reference)
+    assert token_baseline_loss(baseline, adv, mask).item() == pytest.approx((1 + 1 + 1) / 6)
 
 
 def test_awr_actor_loss_and_filtered_bc_selection():

@@ -60,12 +60,13 @@ class AgentConfig:
         cls.check_keys(overrides)
         values = cls.preset_for(env_id)
         values.update(overrides)
-        return cls(**cls.fill_defaults(values))
+        return cls(**cls.fill_defaults(values, overrides))
 
     @classmethod
-    def fill_defaults(cls, values: dict[str, Any]) -> dict[str, Any]:
+    def fill_defaults(cls, values: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults that depend on other values (e.g. CPU-sized settings for a tiny model), filled in after the
-        preset and the overrides; the base fills none."""
+        preset and the ``overrides`` (both in ``values``; the overrides are also given apart, since they must
+        win); the base fills none."""
         return values
 
     @classmethod

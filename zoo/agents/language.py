@@ -36,7 +36,7 @@ from zoo.nets import adam
 @dataclasses.dataclass
 class LanguageAgentConfig(AgentConfig):
     """What every language agent shares. Paper defaults (ArCHer, Twenty Questions); with ``actor="tiny"``
-    the class's ``TINY_DEFAULTS`` replace those not given explicitly (CPU-sized)."""
+    the class's ``TINY_DEFAULTS`` (CPU-sized) replace the paper's values and presets, not explicit overrides."""
 
     #: ``"tiny"``, a hub id (``"gpt2"``, ``"mistralai/Mistral-7B-Instruct-v0.2"``) or a local directory
     actor: str = TINY
@@ -55,7 +55,11 @@ class LanguageAgentConfig(AgentConfig):
     actor_epochs: int = 3
     batch_size: int = 8
     grad_accum_steps: int = 32
-    max_grad_norm: float = 1.0
+    #: how the accumulated minibatch gradients combine: "sum" (the ArCHer reference: each minibatch loss is
+    #: backpropagated as it is, then the norm is clipped) or "mean" (each divided by their number)
+    grad_accum: typing.Literal["sum", "mean"] = "sum"
+    #: gradient-norm clip of every update (None: no clip)
+    max_grad_norm: float | None = 1.0
     #: behaviour-cloning warm start on a weak scripted player's dialogues before the first iteration
     #: (-1: 'auto', i.e. 300 steps for the tiny actor, none for a given model, assumed fine-tuned already)
     sft_steps: int = -1
@@ -67,14 +71,16 @@ class LanguageAgentConfig(AgentConfig):
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def fill_defaults(cls, values: dict[str, Any]) -> dict[str, Any]:
+    def fill_defaults(cls, values: dict[str, Any], overrides) -> dict[str, Any]:
         if values.get("actor", TINY) == TINY:
-            values = {**cls.TINY_DEFAULTS, **values}
+            values = {**values, **cls.TINY_DEFAULTS, **overrides}
         return values
 
     def validate(self) -> None:
         positive(self, "num_envs", "rollout_size", "max_new_tokens", "batch_size", "grad_accum_steps",
-                 "max_grad_norm", "sft_lr", "sft_batch_size", "tiny_layers", "tiny_width")
+                 "sft_lr", "sft_batch_size", "tiny_layers", "tiny_width")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be positive or None (no clip), got {self.max_grad_norm}")
         if self.temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
         if self.actor_lr < 0 or self.actor_epochs < 0 or self.sft_episodes < 0 or self.sft_steps < -1:
@@ -206,18 +212,21 @@ class LanguageAgent(Agent):
         self.sft_done = True
 
     def accumulate(self, minibatch_loss: Callable[[], torch.Tensor]) -> float:
-        """Backpropagate ``grad_accum_steps`` minibatch losses, each divided by their number; returns their
-        mean (the caller clips and steps)."""
+        """Backpropagate ``grad_accum_steps`` minibatch losses, summed (``grad_accum="sum"``, the ArCHer
+        reference) or each divided by their number (``"mean"``); returns their mean (the caller clips and steps)."""
         steps, total = self.config.grad_accum_steps, 0.0
+        scale = 1.0 if self.config.grad_accum == "sum" else 1.0 / steps
         for _ in range(steps):
-            loss = minibatch_loss() / steps
-            loss.backward()
+            loss = minibatch_loss()
+            (loss * scale).backward()
             total += float(loss.detach())
-        return total
+        return total / steps
 
     def clip_and_step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> float:
-        """Clip the gradient norm of ``module`` to ``max_grad_norm``, step, zero; returns the norm."""
-        norm = nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm)
+        """Clip the gradient norm of ``module`` to ``max_grad_norm`` (unless None), step, zero; returns the
+        norm before clipping."""
+        limit = self.config.max_grad_norm
+        norm = nn.utils.clip_grad_norm_(module.parameters(), float("inf") if limit is None else limit)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return float(norm)

@@ -31,20 +31,28 @@ from zoo.buffers.utterances import UtteranceReplay, sample_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids, score_utterances
-from zoo.llm.models import TINY, load_encoder, load_tokenizer
+from zoo.llm.models import MINILM, TINY, load_encoder, load_tokenizer
 from zoo.nets import adam
 
 #: CPU-sized settings for the tiny models (the paper's are for GPT-2 124M and RoBERTa-base on a GPU)
 TINY_ARCHER = {"critic_width": 64, "critic_lr": 1e-3, "actor_lr": 1e-4, "num_envs": 32, "rollout_size": 32,
                "batch_size": 64, "grad_accum_steps": 1, "critic_epochs": 10, "actor_epochs": 2, "warmup_iters": 3,
                "max_new_tokens": 16}
+#: offline ArCHer with the tiny models: the CPU sizes, and the offline reference's lack of warm-up
+TINY_OFFLINE_ARCHER = {k: v for k, v in TINY_ARCHER.items() if k != "warmup_iters"}
 
 
 @dataclasses.dataclass
 class ArCHerConfig(LanguageAgentConfig):
-    """Defaults: the paper's Twenty Questions settings (guess-my-city: 10 warm-up iterations)."""
+    """Defaults: the reference's Twenty Questions settings (guess-my-city: actor lr 1e-5, 10 warm-up
+    iterations)."""
 
     critic_encoder: str = TINY
+    #: how the critic embeds a text: "pooler" (the encoder's pooler output, as the reference's RoBERTa),
+    #: "mean" (mean of the last hidden states over the mask); "auto": the pooler when the encoder has one,
+    #: except for the tiny encoder (its word-level tokenizer pads on the left and adds no start token, so the
+    #: first position is no summary) and the packaged MiniLM (a sentence encoder trained with mean pooling)
+    critic_pooling: typing.Literal["auto", "pooler", "mean"] = "auto"
     critic_width: int = 768
     critic_layers: int = 3
     critic_lr: float = 2e-5
@@ -56,7 +64,8 @@ class ArCHerConfig(LanguageAgentConfig):
     #: the paper's "ArCHer w/ baseline": a token-level value regressed to the utterance advantage
     token_baseline: bool = False
 
-    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {"text/guess-my-city*": {"warmup_iters": 10}}
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {"text/guess-my-city*": {"warmup_iters": 10,
+                                                                                    "actor_lr": 1e-5}}
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_ARCHER
 
     def validate(self) -> None:
@@ -84,9 +93,13 @@ class ArCHer(LanguageAgent):
             tokenizer = None
         encoder, encoder_tokenizer = load_encoder(c.critic_encoder, tokenizer, seed=self.seed + 1,
                                                   tiny_layers=c.tiny_layers, tiny_width=c.tiny_width)
+        pooling = c.critic_pooling
+        if pooling == "auto":
+            mean = c.critic_encoder in (TINY, MINILM) or getattr(encoder, "pooler", None) is None
+            pooling = "mean" if mean else "pooler"
         torch.manual_seed(self.seed + 2)
         self.critic = CriticWithTarget(UtteranceCritic(encoder, encoder_tokenizer, c.critic_width,
-                                                       c.critic_layers)).to(self.device).eval()
+                                                       c.critic_layers, pooling=pooling)).to(self.device).eval()
         self.critic_optimizer = adam(self.critic.critic.parameters(), c.critic_lr)
         self.replay = UtteranceReplay(c.replay_size)
         self.baseline = None
@@ -189,8 +202,8 @@ class CHAIConfig(ArCHerConfig):
 @register_agent
 class CHAI(ArCHer):
     """CHAI (Verma et al., 2022) as in the ArCHer paper: the warm-started actor proposes ``num_candidates``
-    utterances, the agent says the one with the highest ``min(Q1, Q2)``; the critic is trained as ArCHer's,
-    with the V target taken at this policy's choice."""
+    utterances, the agent says the one with the highest ``min(Q1, Q2)`` of the target critic (as the
+    reference); the critic is trained as ArCHer's, with the V target taken at this policy's choice."""
 
     config_class = CHAIConfig
 
@@ -199,15 +212,16 @@ class CHAI(ArCHer):
         k = self.config.num_candidates
         repeated = [o for o in observations for _ in range(k)]
         candidates = self.sample(repeated).texts
-        (q1, q2), _ = self.critic.critic(repeated, candidates)
+        (q1, q2), _ = self.critic.target(repeated, candidates)
         best = torch.minimum(q1, q2).view(len(observations), k).argmax(1).tolist()
         return [candidates[i * k + j] for i, j in enumerate(best)]
 
 
 @dataclasses.dataclass
 class FilteredBCConfig(LanguageAgentConfig):
-    """Online filtered BC: behaviour cloning on the collected dialogues whose return is at or above the
-    ``quantile`` of their rollout's returns (0.9 in the paper)."""
+    """Online filtered BC: behaviour cloning on the dialogues whose return is at or above the ``quantile``
+    (0.9) of the returns of every dialogue collected so far (as the reference); ``buffer_size`` caps the
+    dialogues remembered (in turns, oldest dropped first)."""
 
     quantile: float = 0.9
     buffer_size: int = 100_000
@@ -223,19 +237,25 @@ class FilteredBCConfig(LanguageAgentConfig):
 
 @register_agent
 class FilteredBC(LanguageAgent):
-    """Online filtered behaviour cloning (the ArCHer paper's baseline): after each rollout, keep the best
-    dialogues (return at or above the ``quantile``) in a FIFO buffer and clone their utterances."""
+    """Online filtered behaviour cloning (the ArCHer paper's baseline): after each rollout, select the best
+    of all dialogues so far (return at or above the ``quantile`` of their returns) and clone their utterances."""
 
     config_class = FilteredBCConfig
 
     def _build(self) -> None:
         super()._build()
+        self.collected: list[list[Turn]] = []  # every dialogue so far (up to buffer_size turns)
         self.kept = UtteranceReplay(self.config.buffer_size)
 
     def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
         c = self.config
-        returns = torch.tensor([dialogue_return(d) for d in dialogues])
-        for keep, turns in zip(filtered_trajectories(returns, c.quantile).tolist(), dialogues):
+        self.collected += dialogues
+        total = sum(len(d) for d in self.collected)
+        while total > c.buffer_size and len(self.collected) > 1:
+            total -= len(self.collected.pop(0))
+        returns = torch.tensor([dialogue_return(d) for d in self.collected])
+        self.kept = UtteranceReplay(c.buffer_size)  # rebuilt from the selection over everything so far
+        for keep, turns in zip(filtered_trajectories(returns, c.quantile).tolist(), self.collected):
             if keep:
                 self.kept.add([t for t in turns if t.action])
         losses = []
@@ -248,17 +268,33 @@ class FilteredBC(LanguageAgent):
 
 @dataclasses.dataclass
 class OfflineArCHerConfig(ArCHerConfig):
-    """Offline ArCHer: IQL critic (expectile 0.9) and AWR actor (``awr_beta`` 1); ``warmup_iters`` counts
-    critic-only gradient steps."""
+    """Offline ArCHer with the offline reference's defaults (OfflineArcher, Twenty Questions): IQL critic
+    (expectile 0.9) and AWR actor (``awr_beta`` 1, weights unclipped unless ``awr_clip``), gamma 0.99, tau
+    0.05, actor lr 1e-4, critic lr 1e-5, batches of 32 x 4 averaged, no warm-up, no gradient clip;
+    ``warmup_iters`` counts critic-only gradient steps."""
 
+    gamma: float = 0.99
+    tau: float = 0.05
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-5
+    batch_size: int = 32
+    grad_accum_steps: int = 4
+    grad_accum: typing.Literal["sum", "mean"] = "mean"
+    max_grad_norm: float | None = None
+    warmup_iters: int = 0
     expectile: float = 0.9
     awr_beta: float = 1.0
-    awr_clip: float = 100.0
+    awr_clip: float | None = None
+
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {}  # the online presets are not the offline reference's
+    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_OFFLINE_ARCHER
 
     def validate(self) -> None:
         super().validate()
         in_unit_interval(self, "expectile")
-        positive(self, "awr_beta", "awr_clip")
+        positive(self, "awr_beta")
+        if self.awr_clip is not None and not self.awr_clip > 0:
+            raise ConfigError(f"awr_clip must be positive or None (no clip), got {self.awr_clip}")
 
 
 @register_agent

@@ -16,13 +16,19 @@ from zoo.nets import mlp
 class UtteranceCritic(nn.Module):
     """``forward(observations, actions) -> ((q1, q2), (v1, v2))``, each ``(B,)``, for lists of strings.
 
-    ``encoder`` is any ``transformers`` encoder (its ``last_hidden_state`` is mean-pooled over the attention
-    mask) and ``tokenizer`` its tokenizer; ``width``/``layers`` size the heads.
+    ``encoder`` is any ``transformers`` encoder and ``tokenizer`` its tokenizer; a text is embedded by the
+    encoder's ``pooler_output`` (``pooling="pooler"``, the reference) or by its ``last_hidden_state`` averaged
+    over the attention mask (``"mean"``); ``width``/``layers`` size the heads.
     """
 
-    def __init__(self, encoder: nn.Module, tokenizer, width: int = 768, layers: int = 3, max_length: int = 512):
+    def __init__(self, encoder: nn.Module, tokenizer, width: int = 768, layers: int = 3, max_length: int = 512,
+                 pooling: str = "mean"):
         super().__init__()
-        self.encoder, self.tokenizer, self.max_length = encoder, tokenizer, max_length
+        if pooling not in ("pooler", "mean"):
+            raise ValueError(f"pooling must be 'pooler' or 'mean', got {pooling!r}")
+        if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+            raise ValueError(f"{type(encoder).__name__} has no pooler; use pooling='mean'")
+        self.encoder, self.tokenizer, self.max_length, self.pooling = encoder, tokenizer, max_length, pooling
         tokenizer.truncation_side = "left"  # the newest turns of a long dialogue matter most
         dim = int(encoder.config.hidden_size)
         hidden = [width] * (layers - 1)
@@ -34,14 +40,17 @@ class UtteranceCritic(nn.Module):
         return next(self.parameters()).device
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """Mean-pooled encoder states of ``texts``, ``(B, hidden_size)``; a long dialogue keeps its latest
-        turns (truncated on the left); an empty text embeds as zeros."""
+        """Pooled encoder states of ``texts``, ``(B, hidden_size)``; a long dialogue keeps its latest turns
+        (truncated on the left); with mean pooling an empty text embeds as zeros."""
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt").to(self.device)
         if batch["input_ids"].shape[1] == 0:  # only empty texts (no special tokens added): one masked pad
             batch = {k: torch.full((len(texts), 1), self.tokenizer.pad_token_id if k == "input_ids" else 0,
                                    dtype=torch.long, device=self.device) for k in ("input_ids", "attention_mask")}
-        states = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        if self.pooling == "pooler":
+            return out.pooler_output
+        states = out.last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 

@@ -58,16 +58,19 @@ def actor_loss(advantage: torch.Tensor, token_log_probs: torch.Tensor, token_mas
 
 def token_baseline_loss(token_baseline: torch.Tensor, advantage: torch.Tensor,
                         token_mask: torch.Tensor) -> torch.Tensor:
-    """The token-level baseline regressed to the utterance advantage: mean over tokens of ``(v_t - A)^2``."""
-    err = (token_baseline - advantage.detach()[:, None]).square() * token_mask
-    return err.sum() / token_mask.sum().clamp(min=1)
+    """The token-level baseline regressed to the utterance advantage, ``mean_{b,t} (mask (A - v_t))^2`` over
+    all ``B x T`` positions, padding included (the reference code's normalisation)."""
+    return ((advantage.detach()[:, None] - token_baseline) * token_mask).square().mean()
 
 
 def awr_actor_loss(advantage: torch.Tensor, token_log_probs: torch.Tensor, token_mask: torch.Tensor,
-                   beta: float = 1.0, clip: float = 100.0) -> torch.Tensor:
+                   beta: float = 1.0, clip: float | None = None) -> torch.Tensor:
     """Offline ArCHer's actor: advantage-weighted regression on the dataset's utterances,
-    ``-mean_b[min(exp(beta * A_b), clip) * sum_t log pi(a_t | s, a_<t)]`` (reference code, beta 1)."""
-    weights = torch.exp(beta * advantage.detach()).clamp(max=clip)
+    ``-mean_b[exp(beta * A_b) * sum_t log pi(a_t | s, a_<t)]`` (reference code: beta 1, weights unclipped;
+    ``clip`` caps them)."""
+    weights = torch.exp(beta * advantage.detach())
+    if clip is not None:
+        weights = weights.clamp(max=clip)
     return -(weights * (token_log_probs * token_mask).sum(1)).mean()
 
 
