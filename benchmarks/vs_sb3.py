@@ -5,9 +5,13 @@
 
 For each case and seed both libraries train from scratch; the table reports
 wall time, steps per second (env steps / training wall time) and the final
-return (deterministic policy, 10 episodes), as mean ± std over seeds, and the
-ratio zoo SPS / SB3 SPS. A last part times zoo PPO on ``torch/cartpole`` with
-1024 envs: steps per second and wall time until the evaluated return reaches 475.
+return (deterministic policy, ``--eval-episodes`` episodes, default 50, from the
+same start states for both libraries on gymnasium tasks: episode ``i`` of seed
+``s`` resets with seed ``10_000 * s + 1000 + i``), as mean ± std over seeds,
+and the ratio zoo SPS / SB3 SPS. Finished runs are cached in ``--cache`` (an
+interrupted run resumes). A last part (skip it with ``--no-torch-cartpole``)
+times zoo PPO on ``torch/cartpole`` with 1024 envs: steps per second and wall
+time until the evaluated return reaches 475.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,7 +64,26 @@ def _sb3_env(case: Case, n_envs: int, seed: int):
     return make_vec_env(lambda: make_single_env(case.env_id), n_envs=n_envs, seed=seed)
 
 
-def run_sb3(case: Case, steps: int, seed: int) -> tuple[float, float]:
+def evaluate_same_starts(act, case: Case, seed: int, episodes: int) -> float:
+    """Mean return of the deterministic policy ``act(obs) -> action`` over ``episodes`` episodes from the
+    start states both libraries are evaluated on (gymnasium tasks)."""
+    import gymnasium as gym
+
+    env = gym.make(case.env_id[4:])
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=10_000 * seed + 1000 + i)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
+def run_sb3(case: Case, steps: int, seed: int, episodes: int) -> tuple[float, float]:
     import stable_baselines3 as sb3
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -78,11 +102,13 @@ def run_sb3(case: Case, steps: int, seed: int) -> tuple[float, float]:
     start = time.perf_counter()
     model.learn(steps)
     wall = time.perf_counter() - start
-    mean, _ = evaluate_policy(model, _sb3_env(case, 1, seed + 1000), n_eval_episodes=10, deterministic=True)
+    if case.env_id.startswith("gym/"):
+        return wall, evaluate_same_starts(lambda obs: model.predict(obs, deterministic=True)[0], case, seed, episodes)
+    mean, _ = evaluate_policy(model, _sb3_env(case, 1, seed + 1000), n_eval_episodes=episodes, deterministic=True)
     return wall, float(mean)
 
 
-def run_zoo(case: Case, steps: int, seed: int) -> tuple[float, float]:
+def run_zoo(case: Case, steps: int, seed: int, episodes: int) -> tuple[float, float]:
     from zoo.agents import DQN, PPO, SAC
 
     p = dict(case.params)
@@ -108,7 +134,13 @@ def run_zoo(case: Case, steps: int, seed: int) -> tuple[float, float]:
     start = time.perf_counter()
     agent.learn(steps, progress=False)
     wall = time.perf_counter() - start
-    return wall, agent.evaluate(10)["return_mean"]
+    if case.env_id.startswith("gym/"):
+        def act(obs):
+            with torch.no_grad():
+                action = agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)
+            return action[0].cpu().numpy()
+        return wall, evaluate_same_starts(act, case, seed, episodes)
+    return wall, agent.evaluate(episodes)["return_mean"]
 
 
 def torch_cartpole_time_to_475(seed: int, max_steps: int) -> dict:
@@ -134,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--cache", default="vs-sb3-runs", help="folder of finished runs (JSON), reused")
+    parser.add_argument("--no-torch-cartpole", action="store_true")
     parser.add_argument("--markdown")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -151,7 +186,13 @@ def main() -> None:
         runs = {"zoo": [], "sb3": []}
         for seed in args.seeds:
             for lib, fn in (("zoo", run_zoo), ("sb3", run_sb3)):
-                wall, ret = fn(case, steps, seed)
+                cached = Path(args.cache) / f"{key}-{lib}-{seed}-{steps}-{args.eval_episodes}ep.json"
+                if cached.exists():
+                    wall, ret = json.loads(cached.read_text())
+                else:
+                    wall, ret = fn(case, steps, seed, args.eval_episodes)
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    cached.write_text(json.dumps([wall, ret]))
                 runs[lib].append((wall, steps / wall, ret))
                 print(f"  {case.name} seed {seed} {lib}: {wall:.1f} s, {steps / wall:,.0f} SPS, return {ret:.1f}",
                       flush=True)
@@ -165,12 +206,14 @@ def main() -> None:
             lines.append(f"| {case.name} | {steps:,} | {lib} | {arr[:, 0].mean():.1f} ± {arr[:, 0].std():.1f} | "
                          f"{arr[:, 1].mean():,.0f} | {arr[:, 2].mean():.1f} ± {arr[:, 2].std():.1f} | "
                          f"{f'{ratio:.2f}x' if lib == 'zoo' else ''} |")
-    tc = torch_cartpole_time_to_475(args.seeds[0], 200_000 if args.quick else 2_000_000)
-    reached = (f"evaluated return {tc['reached_475'][1]:.0f} >= 475 after {tc['reached_475'][0]:,} steps, "
-               f"{tc['wall_s']:.1f} s of wall time including the evaluations" if tc["reached_475"]
-               else "did not reach 475")
-    note = (f"PPO on torch/cartpole, 1024 envs on {tc['device']}: {tc['sps']:,.0f} SPS (training and evaluation) "
-            f"over {tc['steps']:,} steps; {reached}.")
+    tc, note = None, ""
+    if not args.no_torch_cartpole:
+        tc = torch_cartpole_time_to_475(args.seeds[0], 200_000 if args.quick else 2_000_000)
+        reached = (f"evaluated return {tc['reached_475'][1]:.0f} >= 475 after {tc['reached_475'][0]:,} steps, "
+                   f"{tc['wall_s']:.1f} s of wall time including the evaluations" if tc["reached_475"]
+                   else "did not reach 475")
+        note = (f"PPO on torch/cartpole, 1024 envs on {tc['device']}: {tc['sps']:,.0f} SPS (training and "
+                f"evaluation) over {tc['steps']:,} steps; {reached}.")
     print("\n".join(lines))
     print(note)
     if args.markdown:

@@ -99,7 +99,7 @@ class LanguageAgent(Agent):
     ``learn(total_steps)`` counts turns (utterances) played; ``act(list[str]) -> list[str]``;
     ``evaluate`` reports *sampled* returns (greedy decoding tends to repeat one question).
     Subclasses implement ``_iteration(dialogues)`` (one update after a rollout) and may override
-    ``policy_utterances`` (how the agent plays).
+    ``policy_step`` (how the agent plays).
     """
 
     config_class = LanguageAgentConfig
@@ -134,9 +134,14 @@ class LanguageAgent(Agent):
         return sample_utterances(self.actor, self.tokenizer, list(observations), self.stop_ids,
                                  c.temperature if temperature is None else temperature, c.max_new_tokens)
 
+    def policy_step(self, observations: list[str], deterministic: bool = False) -> Utterances:
+        """What the agent says in each game, with the tokens sampled: a sample from the actor (greedy if
+        ``deterministic``)."""
+        return self.sample(observations, 0.0 if deterministic else None)
+
     def policy_utterances(self, observations: list[str], deterministic: bool = False) -> list[str]:
-        """What the agent says in each game: a sample from the actor (greedy if ``deterministic``)."""
-        return self.sample(observations, 0.0 if deterministic else None).texts
+        """The texts of :meth:`policy_step`."""
+        return self.policy_step(observations, deterministic).texts
 
     @torch.no_grad()
     def act(self, obs: list[str], deterministic: bool = False) -> list[str]:
@@ -156,13 +161,16 @@ class LanguageAgent(Agent):
             turns: list[list[Turn]] = [[] for _ in range(env.num_envs)]
             while any(active):
                 playing = [i for i in range(env.num_envs) if active[i]]
-                actions = [""] * env.num_envs
-                for i, utterance in zip(playing, self.policy_utterances([obs[i] for i in playing], deterministic)):
-                    actions[i] = utterance
+                actions, token_ids = [""] * env.num_envs, [()] * env.num_envs
+                said = self.policy_step([obs[i] for i in playing], deterministic)
+                for j, i in enumerate(playing):
+                    actions[i] = said.texts[j]
+                    token_ids[i] = tuple(said.token_ids[j])
                 next_obs, reward, terminated, truncated, info = env.step(actions)
                 done, reward = (terminated | truncated).tolist(), reward.tolist()  # one device sync per step
                 for i in playing:
-                    turns[i].append(Turn(obs[i], actions[i], reward[i], info["final_obs"][i], done[i]))
+                    turns[i].append(Turn(obs[i], actions[i], reward[i], info["final_obs"][i], done[i],
+                                         token_ids[i]))
                     active[i] = not done[i]
                 obs = next_obs
             dialogues += turns[:k]

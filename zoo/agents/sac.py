@@ -58,8 +58,11 @@ class SACConfig(OffPolicyConfig):
     tau: float = 0.005
     policy_frequency: int = 2
     target_network_frequency: int = 1
+    #: the temperature when ``autotune`` is off (CleanRL's 0.2)
     alpha: float = 0.2
     autotune: bool = True
+    #: where the tuned temperature starts (CleanRL and SB3: 1.0)
+    alpha_init: float = 1.0
     target_entropy_scale: float = 1.0
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "relu"
@@ -71,7 +74,8 @@ class SACConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        positive(self, "policy_lr", "q_lr", "tau", "policy_frequency", "target_network_frequency", "alpha")
+        positive(self, "policy_lr", "q_lr", "tau", "policy_frequency", "target_network_frequency", "alpha",
+                 "alpha_init")
         valid_hidden(self)
         if self.tau > 1:
             raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
@@ -142,7 +146,8 @@ class SAC(OffPolicyAgent):
         self.q_optimizer = adam(list(self.q1.parameters()) + list(self.q2.parameters()), lr=c.q_lr)
         self.actor_optimizer = adam(self.actor.parameters(), lr=c.policy_lr)
         self.target_entropy = -c.target_entropy_scale * float(np.prod(act_space.shape))
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(c.alpha), device=self.device))
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(c.alpha_init if c.autotune else c.alpha),
+                                                   device=self.device))
         self.alpha_optimizer = adam([self.log_alpha], lr=c.q_lr)
         self.replay = self._build_replay()
         self._updates = 0

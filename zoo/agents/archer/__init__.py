@@ -1,2 +1,3 @@
-"""ArCHer (hierarchical multi-turn RL for language agents). So far: its losses (``losses``); the agent, the
-CHAI and filtered-BC baselines come next (issue 7)."""
+"""ArCHer (hierarchical multi-turn RL for language agents) and the baselines of its paper: the agents and
+CHAI / filtered BC / offline ArCHer (``agent``), token-level PPO (``token_ppo``), the losses (``losses``) and
+the utterance critic (``critic``)."""

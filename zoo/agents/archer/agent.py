@@ -31,7 +31,7 @@ from zoo.buffers.utterances import UtteranceReplay, sample_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids, score_utterances
-from zoo.llm.models import MINILM, TINY, load_encoder, load_tokenizer
+from zoo.llm.models import MINILM, TINY, Utterances, load_encoder, load_tokenizer
 from zoo.nets import adam
 
 #: CPU-sized settings for the tiny models (the paper's are for GPT-2 124M and RoBERTa-base on a GPU)
@@ -208,13 +208,13 @@ class CHAI(ArCHer):
     config_class = CHAIConfig
 
     @torch.no_grad()
-    def policy_utterances(self, observations: list[str], deterministic: bool = False) -> list[str]:
+    def policy_step(self, observations: list[str], deterministic: bool = False) -> Utterances:
         k = self.config.num_candidates
         repeated = [o for o in observations for _ in range(k)]
-        candidates = self.sample(repeated).texts
-        (q1, q2), _ = self.critic.target(repeated, candidates)
-        best = torch.minimum(q1, q2).view(len(observations), k).argmax(1).tolist()
-        return [candidates[i * k + j] for i, j in enumerate(best)]
+        candidates = self.sample(repeated)
+        (q1, q2), _ = self.critic.target(repeated, candidates.texts)
+        best = [i * k + j for i, j in enumerate(torch.minimum(q1, q2).view(len(observations), k).argmax(1).tolist())]
+        return Utterances([candidates.texts[i] for i in best], [candidates.token_ids[i] for i in best])
 
 
 @dataclasses.dataclass

@@ -16,13 +16,16 @@ from zoo.errors import ConfigError
 
 @dataclass(frozen=True)
 class Turn:
-    """One utterance transition: the history before it, the question asked, the reward, the history after."""
+    """One utterance transition: the history before it, the question asked, the reward, the history after;
+    ``token_ids``: the actor's sampled tokens of the question when it was recorded (empty otherwise; they
+    belong to one tokenizer, so dialogue files do not keep them)."""
 
     observation: str
     action: str
     reward: float
     next_observation: str
     done: bool
+    token_ids: tuple[int, ...] = ()
 
 
 def dialogue_return(turns: list[Turn]) -> float:
@@ -72,7 +75,8 @@ def save_dialogues(path: str | os.PathLike, dialogues: list[list[Turn]]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         for turns in dialogues:
-            f.write(json.dumps({"turns": [asdict(t) for t in turns]}) + "\n")
+            f.write(json.dumps({"turns": [{k: v for k, v in asdict(t).items() if k != "token_ids"}
+                                          for t in turns]}) + "\n")
     return path
 
 
