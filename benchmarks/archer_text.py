@@ -91,9 +91,9 @@ def critic_diagnostics(agent, states: int = 32, candidates: int = 5, playouts: i
         _, r, _ = ep.step(first[k])
         returns[k] += r
     discount *= gamma
-    while any(not ep.done for ep in runs):
+    while any(not ep.done for ep in runs):  # the rest of each game is played by the agent's own policy
         active = [k for k, ep in enumerate(runs) if not ep.done]
-        texts = agent.sample([runs[k].observation() for k in active]).texts
+        texts = agent.policy_utterances([runs[k].observation() for k in active])
         for k, text in zip(active, texts):
             _, r, _ = runs[k].step(text)
             returns[k] += discount[k] * r
@@ -112,8 +112,8 @@ def run(game: str, method: str, seed: int, iterations: int, out: str, overrides:
 
     torch.set_num_threads(1)
     overrides = overrides or {}
-    tag = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
-    cache = Path(out) / "runs" / f"{game}-{method}{tag}-{seed}-{iterations}.json"
+    tag = "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
+    cache = Path(out) / "runs" / f"{game}-{method}{tag.replace(' ', '-')}-{seed}-{iterations}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     agent = get_agent(method)(f"text/{game}", seed=seed, device="cpu", **overrides)
@@ -129,7 +129,7 @@ def run(game: str, method: str, seed: int, iterations: int, out: str, overrides:
     final = agent.evaluate(64)
     wall = time.perf_counter() - start
     critic = critic_diagnostics(agent, seed=seed) if hasattr(agent, "critic") else {}
-    result = {"game": game, "method": method + tag.replace("-", " "), "seed": seed, "iterations": iterations,
+    result = {"game": game, "method": method + tag, "seed": seed, "iterations": iterations,
               "weak_return": weak, **critic,
               "warm_return": warm["return_mean"], "final_return": final["return_mean"],
               "final_success": final["success_rate"], "last_rollouts": float(np.mean([c[1] for c in curve[-3:]])),

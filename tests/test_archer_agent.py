@@ -28,16 +28,21 @@ def four_word_env(num_envs=4, seed=0, **kwargs):
     return zoo.make_env("text/twenty-questions-subset", num_envs=num_envs, seed=seed, secrets=FOUR_WORDS, **kwargs)
 
 
-def test_archer_learns_the_four_word_game():
-    """After a behaviour-cloning warm start on a weak player's dialogues, the sampled return of ArCHer's
-    rollouts rises (the paper's CPU-scale check; the optimum of this game is -1.5)."""
-    agent = ArCHer(four_word_env(num_envs=32), seed=0)
+def assert_learns_the_four_word_game(agent) -> None:
+    """18 iterations of 32 dialogues: the mean rollout return of the last 4 must beat the first 4 by 1.5, and
+    64 fresh sampled dialogues at the end must beat them by 1."""
     returns = []
     agent.learn(32 * 20 * 18, progress=False,
                 callback=lambda a, m: returns.append(m["return_mean"]) or m["iteration"] < 18)
     first, last = np.mean(returns[:4]), np.mean(returns[-4:])
     assert last > first + 1.5, (first, last, returns)
     assert agent.evaluate(64)["return_mean"] > first + 1.0
+
+
+def test_archer_learns_the_four_word_game():
+    """After a behaviour-cloning warm start on a weak player's dialogues, the sampled return of ArCHer's
+    rollouts rises (the paper's CPU-scale check; the optimum of this game is -1.5)."""
+    assert_learns_the_four_word_game(ArCHer(four_word_env(num_envs=32), seed=0))
 
 
 def test_dialogues_from_the_weak_player_and_their_file(tmp_path):
@@ -323,12 +328,7 @@ def test_token_ppo_learns_the_four_word_game(tmp_path):
     from zoo.agents import TokenPPO
 
     agent = TokenPPO(four_word_env(num_envs=32), seed=0)
-    returns = []
-    agent.learn(32 * 20 * 18, progress=False,
-                callback=lambda a, m: returns.append(m["return_mean"]) or m["iteration"] < 18)
-    first, last = np.mean(returns[:4]), np.mean(returns[-4:])
-    assert last > first + 1.5, (first, last, returns)
-    assert agent.evaluate(64)["return_mean"] > first + 1.0
+    assert_learns_the_four_word_game(agent)
     loaded = TokenPPO.load(agent.save(tmp_path / "ppo.safetensors"))
     prompts = ["Questions:\n", "Questions:\nIs it an animal? No.\n"]
     assert loaded.act(prompts, deterministic=True) == agent.act(prompts, deterministic=True)

@@ -64,15 +64,17 @@ def test_cpl_learns_the_teachers_ordering(pendulum_prefs, variant, actor, tmp_pa
                 hidden=(64, 64), dropout=0.0, batch_size=64, learning_rate=1e-3, bc_steps=50, warmup_steps=20)
     agent.learn(50, progress=False)  # behaviour cloning only
     after_bc = pair_accuracy(agent, pendulum_prefs)
+    bc_policy = {k: v.clone() for k, v in agent.actor.state_dict().items()}
     agent.learn(1000, progress=False)
     after_cpl = pair_accuracy(agent, pendulum_prefs)
     # from chance after BC to ordering most pairs as the teacher did (0.76 and 0.87 with this seed)
     assert after_cpl > max(0.7, after_bc + 0.15), (after_bc, after_cpl)
-    if variant == "cpl_kl":
-        assert agent.reference is not None
     loaded = load_agent(agent.save(tmp_path / "cpl.safetensors"), device="cpu")
     obs = torch.as_tensor(pendulum_prefs.observations[:5])
     assert torch.equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+    if variant == "cpl_kl":  # the reference is the BC policy taken at the switch, and the checkpoint keeps it
+        for model in (agent, loaded):
+            assert all(torch.equal(bc_policy[k], v) for k, v in model.reference.state_dict().items())
 
 
 def test_learn_without_dataset_is_a_clear_error():
@@ -245,3 +247,24 @@ def test_piql_reads_v_next_after_the_value_update(pendulum_prefs, monkeypatch):
     monkeypatch.setattr(type(agent.value), "forward", lambda m, o: (calls.append("v"), real_forward(m, o))[1])
     agent.learn(1, progress=False)
     assert calls == ["v", "v_step", "v"]
+
+
+def test_old_checkpoints_keep_the_behaviour_they_were_trained_with(pendulum_prefs, tmp_path):
+    """A checkpoint saved before a field existed loads with that field's old behaviour, not today's default."""
+    import json
+
+    from zoo.agents.cpl.agent import CPLConfig
+
+    old = CPLConfig.upgrade_saved({"variant": "cpl_kl", "bc_steps": 10})
+    assert old["pairing"] == "fixed" and old["cpl_lr_multiplier"] == 1.0
+    agent = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", hidden=(8,), variant="cpl_kl", bc_steps=2)
+    path = agent.save(tmp_path / "kl.safetensors")
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+
+    tensors, config = load_checkpoint(path)
+    for key in ("pairing", "cpl_lr_multiplier"):  # as an older zoo wrote it
+        del config["hyperparameters"][key]
+    save_checkpoint(path, tensors, config, kind="agent/CPL")
+    loaded = CPL.load(path, device="cpu", dataset=pendulum_prefs)
+    assert loaded.config.cpl_lr_multiplier == 1.0 and loaded.pairing == "fixed"
+    assert json.loads(json.dumps(loaded.config.to_dict()))["variant"] == "cpl_kl"

@@ -155,8 +155,20 @@ def test_reference_defaults_and_presets():
 
 def test_minigrid_preset_has_no_entropy_bonus():
     pytest.importorskip("minigrid")
+    from zoo.agents.gbrl import GBRLConfig
+
+    assert GBRLConfig.preset_for("gym/MiniGrid-DoorKey-5x5-v0").get("ent_coef", 0.0) == 0.0  # nor does the preset
     cfg = GBRL("gym/MiniGrid-Empty-5x5-v0", device="cpu", num_envs=2, num_steps=16, num_minibatches=2).config
     assert cfg.ent_coef == 0.0 and cfg.categorical_group == 3
+
+
+def test_checkpoints_from_before_the_rename_and_the_clips_load_as_trained():
+    from zoo.agents.gbrl import GBRLConfig
+
+    with pytest.warns(UserWarning, match="awr_on_policy"):
+        old = GBRLConfig.upgrade_saved({"objective": "awr", "vf_coef": 0.5})
+    assert old["objective"] == "awr_on_policy" and old["policy_grad_clip"] is None and old["vf_coef"] == 0.5
+    assert GBRLConfig.create("gym/CartPole-v1", **old).policy_grad_clip is None  # not the preset's 100
 
 
 @pytest.mark.parametrize("clip", [None, 0.5])

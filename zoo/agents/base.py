@@ -219,7 +219,7 @@ class Agent:
             env = make_env(config["env_id"], num_envs=num_envs, device=resolve_device(device), seed=config["seed"],
                            **env_kwargs)
         agent = cls(env if env is not None else config["env_id"], seed=config["seed"], device=device,
-                    **config["hyperparameters"])
+                    **cls.config_class.upgrade_saved(config["hyperparameters"]))
         for name, module in agent.state_modules().items():
             prefix = f"modules/{name}/"
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

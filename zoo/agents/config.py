@@ -18,6 +18,9 @@ class AgentConfig:
 
     #: env-id patterns (fnmatch) -> hyperparameter overrides tuned for that task family.
     PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {}
+    #: fields added after checkpoints were first written -> the behaviour they had before (what an older
+    #: checkpoint was trained with); each class lists its own, :meth:`upgrade_saved` gathers them
+    LEGACY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -68,6 +71,15 @@ class AgentConfig:
         preset and the ``overrides`` (both in ``values``; the overrides are also given apart, since they must
         win); the base fills none."""
         return values
+
+    @classmethod
+    def upgrade_saved(cls, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """A checkpoint's saved hyperparameters with the fields it predates set to their old behaviour (not
+        to today's defaults or presets), so that a loaded run goes on as it was trained."""
+        legacy: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            legacy.update(vars(klass).get("LEGACY_DEFAULTS", {}))
+        return {**{k: v for k, v in legacy.items() if k in cls.field_names()}, **hyperparameters}
 
     @classmethod
     def parse_overrides(cls, items: list[str]) -> dict[str, Any]:

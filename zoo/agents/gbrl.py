@@ -13,6 +13,7 @@ trained with Adam.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +94,17 @@ class GBRLConfig(PPOConfig):
         "gym/MiniGrid-*": dict(num_envs=16, num_steps=256, num_minibatches=8, update_epochs=20, policy_lr=0.17,
                                value_lr=0.01, categorical_group=3),
     }
+
+    LEGACY_DEFAULTS = {"policy_grad_clip": None, "value_grad_clip": None}
+
+    @classmethod
+    def upgrade_saved(cls, hyperparameters):
+        values = super().upgrade_saved(hyperparameters)
+        if values.get("objective") == "awr":  # saved before the on-policy variant was named apart
+            warnings.warn("this GBRL checkpoint's objective 'awr' is the on-policy AWR now called 'awr_on_policy'",
+                          stacklevel=3)
+            values["objective"] = "awr_on_policy"
+        return values
 
     def __post_init__(self) -> None:
         if self.objective == "awr":

@@ -69,6 +69,7 @@ class LanguageAgentConfig(AgentConfig):
     sft_guess_prob: float = 0.3
 
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
+    LEGACY_DEFAULTS = {"grad_accum": "mean"}
 
     @classmethod
     def fill_defaults(cls, values: dict[str, Any], overrides) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class SACConfig(OffPolicyConfig):
     autotune: bool = True
     #: where the tuned temperature starts (CleanRL and SB3: 1.0)
     alpha_init: float = 1.0
+
+    LEGACY_DEFAULTS = {"alpha_init": 0.2}
     target_entropy_scale: float = 1.0
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "relu"

@@ -67,6 +67,7 @@ class ArCHerConfig(LanguageAgentConfig):
     PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {"text/guess-my-city*": {"warmup_iters": 10,
                                                                                     "actor_lr": 1e-5}}
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_ARCHER
+    LEGACY_DEFAULTS = {"critic_pooling": "mean"}
 
     def validate(self) -> None:
         super().validate()

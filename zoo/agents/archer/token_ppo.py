@@ -1,5 +1,6 @@
-"""Token-level PPO, the ArCHer paper's on-policy baseline: every token of an utterance is one action, the
-game's reward of a turn arrives at the turn's last token, and a value head on the actor's hidden states
+"""Token-level PPO, the ArCHer paper's on-policy baseline: every token of an utterance is one action (the
+stop token that ends it is not sampled as an action, as in ArCHer's actor), the game's reward of a turn
+arrives at the turn's last token, and a value head on the actor's hidden states
 estimates each token's value; GAE over the tokens of a dialogue and PPO's clipped objective train the actor
 and the head together (the RLHF recipe of a causal LM with a scalar value head, applied to multi-turn games).
 
@@ -68,7 +69,7 @@ TINY_TOKEN_PPO = {"actor_lr": 1e-4, "num_envs": 32, "rollout_size": 32, "batch_s
 @dataclasses.dataclass
 class TokenPPOConfig(LanguageAgentConfig):
     """Token-level PPO's settings (ours: the reference code has none); ``actor_epochs`` are PPO's epochs over
-    each rollout, in minibatches of ``batch_size`` turns."""
+    each rollout; each optimizer step accumulates ``grad_accum_steps`` minibatches of ``batch_size`` turns."""
 
     actor_epochs: int = 4
     value_lr: float = 1e-3
@@ -108,12 +109,13 @@ class TokenPPO(LanguageAgent):
         c = self.config
         torch.manual_seed(self.seed + 3)
         self.value_head = nn.Linear(int(self.actor.config.hidden_size), 1).to(self.device)
-        self.actor_optimizer = adam([
-            {"params": [p for p in self.actor.parameters() if p.requires_grad], "lr": c.actor_lr},
-            {"params": list(self.value_head.parameters()), "lr": c.value_lr}], c.actor_lr)
+        self.value_optimizer = adam(self.value_head.parameters(), c.value_lr)
 
     def state_modules(self) -> dict[str, nn.Module]:
         return {**super().state_modules(), "value_head": self.value_head}
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().state_optimizers(), "value": self.value_optimizer}
 
     def score(self, turns: list[Turn]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_probs, values, mask)``, each ``(B, T)``, of the turns' sampled tokens under the current actor."""
@@ -153,24 +155,34 @@ class TokenPPO(LanguageAgent):
             keep = mask.bool()
             advantages = torch.where(keep, (advantages - advantages[keep].mean()) / (advantages[keep].std() + 1e-8),
                                      advantages)
-        # PPO epochs over the turns
+        # PPO epochs over the turns: each step accumulates grad_accum_steps minibatches (LanguageAgent.accumulate)
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "approx_kl": 0.0}
-        steps = 0
+        count = 0
+
+        def minibatch_loss(idx: np.ndarray) -> torch.Tensor:
+            nonlocal count
+            if len(idx) == 0:  # a short last step splits into fewer minibatches than grad_accum_steps
+                return torch.zeros((), device=self.device, requires_grad=True)
+            log_probs, values, m = self.score([turns[i] for i in idx])
+            t, sel = log_probs.shape[1], torch.as_tensor(idx, device=self.device)
+            pg, v = masked_ppo_losses(log_probs, old_log_probs[sel, :t], advantages[sel, :t], values,
+                                      returns[sel, :t], m, c.clip_coef)
+            with torch.no_grad():
+                log_ratio = (log_probs - old_log_probs[sel, :t])[m.bool()]
+                stats["approx_kl"] += float(((log_ratio.exp() - 1) - log_ratio).mean())
+            stats["policy_loss"] += float(pg.detach())
+            stats["value_loss"] += float(v.detach())
+            count += 1
+            return pg + c.vf_coef * v
+
+        step_size = c.batch_size * c.grad_accum_steps
         for _ in range(c.actor_epochs):
             order = self.rng.permutation(len(turns))
-            for start in range(0, len(turns), c.batch_size):
-                idx = order[start:start + c.batch_size]
-                log_probs, values, m = self.score([turns[i] for i in idx])
-                t = log_probs.shape[1]
-                sel = torch.as_tensor(idx, device=self.device)
-                pg, v = masked_ppo_losses(log_probs, old_log_probs[sel, :t], advantages[sel, :t], values,
-                                          returns[sel, :t], m, c.clip_coef)
-                (pg + c.vf_coef * v).backward()
-                self.clip_and_step(self.actor_optimizer, nn.ModuleList([self.actor, self.value_head]))
-                with torch.no_grad():
-                    log_ratio = (log_probs - old_log_probs[sel, :t])[m.bool()]
-                    stats["approx_kl"] += float(((log_ratio.exp() - 1) - log_ratio).mean())
-                stats["policy_loss"] += float(pg.detach())
-                stats["value_loss"] += float(v.detach())
-                steps += 1
-        return {k: v / max(steps, 1) for k, v in stats.items()}
+            for start in range(0, len(turns), step_size):
+                chunks = iter(np.array_split(order[start:start + step_size], c.grad_accum_steps))
+                self.accumulate(lambda: minibatch_loss(next(chunks)))
+                # the actor and the value head are clipped apart, so that the head's gradient cannot shrink
+                # the policy's step
+                self.clip_and_step(self.actor_optimizer, self.actor)
+                self.clip_and_step(self.value_optimizer, self.value_head)
+        return {k: v / max(count, 1) for k, v in stats.items()}

@@ -70,6 +70,8 @@ class CPLConfig(AgentConfig):
     score_mode: bool = False
     num_envs: int = 1
 
+    LEGACY_DEFAULTS = {"pairing": "fixed", "cpl_lr_multiplier": 1.0}
+
     def __post_init__(self) -> None:
         defaults = VARIANTS.get(self.variant, (None,) * 4)
         for name, default in zip(("alpha", "lam", "bc_coeff", "cpl_lr_multiplier"), defaults):
@@ -159,19 +161,27 @@ class CPL(Agent):
             raise ConfigError(f"CPL needs a Box action space, got {space}")
         self.actor = CPLActor(self.env.single_observation_space, space, c.hidden, c.dropout, c.actor).to(self.device)
         self.optimizer = adam(self.actor.parameters(), lr=c.learning_rate)
+        # CPL-KL's frozen reference policy: replaced by the BC policy at the switch (built here so that a
+        # checkpoint always holds it)
         self.reference: CPLActor | None = None
+        if c.variant == "cpl_kl":
+            self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False)
         self._cpl_steps = 0
         self._rng = np.random.default_rng(self.seed)
-        self.pairing = self._resolve_pairing()
+        if self.dataset is not None:
+            self.pairing  # noqa: B018  (a clear error now for a dataset that cannot be re-paired)
 
-    def _resolve_pairing(self) -> str:
-        """``config.pairing`` with ``"auto"`` resolved against the dataset (checked where it matters)."""
+    @property
+    def pairing(self) -> str:
+        """``config.pairing`` with ``"auto"`` resolved against the current dataset: ``"random"`` for a dense
+        single-task dataset that keeps its scores, else ``"fixed"``."""
         pairing, data = self.config.pairing, self.dataset
         if data is None:
             return "fixed" if pairing == "auto" else pairing
         has_scores = data.scores_a is not None
         if pairing == "auto":
-            return "random" if data.metadata.get("regime") == "dense" and has_scores else "fixed"
+            dense = data.metadata.get("regime") == "dense" and len(data.metadata.get("tasks") or [None]) <= 1
+            return "random" if dense and has_scores else "fixed"
         if pairing == "random" and not has_scores:
             raise ConfigError("pairing='random' labels fresh pairs by the teacher's scores, and this dataset keeps "
                               "none; use pairing='fixed' or a dataset built with scores")
@@ -182,6 +192,14 @@ class CPL(Agent):
         if self.reference is not None:
             modules["reference"] = self.reference
         return modules
+
+    @classmethod
+    def load(cls, path, env=None, device="auto", dataset=None):
+        """Rebuild from a checkpoint; ``dataset`` to go on learning (datasets are not stored in checkpoints)."""
+        agent = super().load(path, env=env, device=device)
+        if dataset is not None:
+            agent.dataset = dataset if isinstance(dataset, PreferenceDataset) else PreferenceDataset.load(dataset)
+        return agent
 
     def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
@@ -202,10 +220,10 @@ class CPL(Agent):
         return actor.log_prob(flatten_time(obs), actions.reshape(B * L, -1)).reshape(B, L)
 
     def _switch_to_cpl(self) -> None:
-        """End of the BC phase: fresh optimizer; CPL-KL freezes the reference policy."""
+        """End of the BC phase: fresh optimizer; CPL-KL freezes the BC policy as its reference."""
         self.optimizer = adam(self.actor.parameters(), lr=self.config.learning_rate)
-        if self.config.variant == "cpl_kl":
-            self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False)
+        if self.reference is not None:
+            self.reference.load_state_dict(self.actor.state_dict())
 
     def _batch(self) -> dict[str, torch.Tensor]:
         if self.pairing == "random":

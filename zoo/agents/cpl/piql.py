@@ -59,6 +59,8 @@ class PIQLConfig(CPLConfig):
     actor_cosine_steps: int = 500_000
     bc_steps: int = 0
 
+    LEGACY_DEFAULTS = {"actor_cosine_steps": 0}
+
     def validate(self) -> None:
         super().validate()
         positive(self, "beta", "clip_score", "tau", "critic_lr", "iql_batch_size")
