@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 50; 10 quick)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one CPU thread each)")
     parser.add_argument("--out", default="cpl-metaworld")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: tables and curves from the finished runs only (missing ones: '-')")
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = args.steps or (200 if args.quick else 6_000)
@@ -128,7 +130,7 @@ def main() -> None:
     curves = {key: [tuple(p) for p in json.loads(cached(*key).read_text())] for key in keys if cached(*key).exists()}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run, m, t, data[t, r], seed, steps, episodes): (t, r, m, seed)
-                   for t, r, m, seed in keys if (t, r, m, seed) not in curves}
+                   for t, r, m, seed in keys if (t, r, m, seed) not in curves and not args.report}
         for future in as_completed(futures):
             key = futures[future]
             curves[key] = future.result()
@@ -139,13 +141,14 @@ def main() -> None:
         for regime in args.regimes:
             data_success = PreferenceDataset.load(data[task, regime]).metadata["data_success_rate"]
             for method in args.methods:
-                runs = [curves[task, regime, method, seed] for seed in args.seeds]
+                runs = [curves[task, regime, method, seed] for seed in args.seeds if (task, regime, method, seed)
+                        in curves]
                 finals = [c[-1][1] for c in runs]
                 best = [max(s for _, s in c) for c in runs]
                 paper = (PAPER.get(task, (None,) * 4)[METHODS.index(method)] if regime == "dense" else None) or "-"
-                rows.append({"task": task, "regime": regime, "method": method, "steps": steps,
-                             "success_final": f"{np.mean(finals):.1f} ± {np.std(finals):.1f}",
-                             "success_best": f"{np.mean(best):.1f}",
+                rows.append({"task": task, "regime": regime, "method": method, "steps": steps, "seeds": len(runs),
+                             "success_final": f"{np.mean(finals):.1f} ± {np.std(finals):.1f}" if runs else "-",
+                             "success_best": f"{np.mean(best):.1f}" if runs else "-",
                              "data_success": round(100 * data_success, 1),
                              "paper (dense 2.5k, 500k steps)": paper})
     zoo_sps, plain_sps = plain_loop_steps_per_second(PreferenceDataset.load(data[args.tasks[0], args.regimes[0]]),

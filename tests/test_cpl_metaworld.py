@@ -26,5 +26,6 @@ def test_cpl_beats_behaviour_cloning_on_drawer_open():
         agent.learn(STEPS, progress=False)
         results[name] = agent.evaluate(50)["success_rate"]
         env.close()
-    # measured: seed 0 BC 0.14, CPL 1.0; seed 1 BC 0.0, CPL 0.94
+    # measured with the earlier init and fixed dense pairs: seed 0 BC 0.14, CPL 1.0; seed 1 BC 0.0, CPL 0.94;
+    # it passes with the reference's (issue 12), numbers not recorded
     assert results["cpl"] >= 0.7 and results["cpl"] > results["bc"] + 0.4, results
