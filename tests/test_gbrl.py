@@ -151,6 +151,8 @@ def test_reference_defaults_and_presets():
         GBRL("gym/CartPole-v1", device="cpu", objective="awr")
     with pytest.raises(ConfigError, match="policy_grad_clip"):
         GBRL("gym/CartPole-v1", device="cpu", policy_grad_clip=0.0)
+    with pytest.raises(ConfigError, match="value_grad_clip"):
+        GBRL("gym/CartPole-v1", device="cpu", value_grad_clip=float("nan"))
 
 
 def test_minigrid_preset_has_no_entropy_bonus():

@@ -118,7 +118,7 @@ class GBRLConfig(PPOConfig):
         super().validate()
         positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_beta", "awr_max_weight")
         for name in ("policy_grad_clip", "value_grad_clip"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:  # NaN too
                 raise ConfigError(f"{name} must be positive or None (no clip), got {getattr(self, name)}")
         if self.categorical_group < 0:
             raise ConfigError(f"categorical_group must be >= 0, got {self.categorical_group}")
