@@ -4,7 +4,8 @@ The envs step in this process (``vectorization="sync"``) or in worker
 processes (``vectorization="process"``), each worker stepping a contiguous
 group of envs and writing into preallocated numpy buffers that live in shared
 memory. Either way the parent turns those buffers into torch tensors on the
-chosen device once per step.
+chosen device once per step. ``step_async`` / ``step_wait`` split a step so
+that the parent can work while the workers step.
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ class HostVecEnv(VecEnv):
             self._action_low, self._action_high = int(act_space.start), int(act_space.start + act_space.n - 1)
         elif isinstance(act_space, spaces.MultiDiscrete):
             self._action_low, self._action_high = act_space.start, act_space.start + act_space.nvec - 1
-        np_action_dtype = np.int64 if self._action_dtype == torch.int64 else np.float32
-        self._layout = BufferLayout(self.num_envs, self._obs_fields, self._action_shape, np_action_dtype,
+        np_action_dtype = np.int64 if self.action_dtype == torch.int64 else np.float32
+        self._layout = BufferLayout(self.num_envs, self._obs_fields, self.action_shape, np_action_dtype,
                                     self.info_keys)
         self._carvers = self._layout.torch_carvers()
         self._workers: list = []
@@ -321,6 +322,7 @@ class HostVecEnv(VecEnv):
     # -- the interface ----------------------------------------------------
     def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> Obs:
         self._check_open()
+        self._check_no_step_in_flight("reset()")
         if seed is None and self._first_reset:
             seed = self._seed
         self._first_reset = False
@@ -345,7 +347,23 @@ class HostVecEnv(VecEnv):
         return [items[bounds[w]:bounds[w + 1]] for w in range(len(self._conns))]
 
     def step(self, actions: torch.Tensor):
+        """Step every env with ``actions``: :meth:`step_async` then :meth:`step_wait`."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: torch.Tensor) -> None:
+        """Validate ``actions``, write them into the (shared) action buffer and start the step.
+
+        With worker processes the step command goes out without waiting, so
+        the caller can work (run a policy on other envs, take a gradient step)
+        while the simulators step; :meth:`step_wait` gathers the results. With
+        ``vectorization="sync"`` the envs step in :meth:`step_wait`.
+        """
         self._check_open()
+        if self._step_in_flight:
+            raise RuntimeError(
+                f"{self.env_id}: step_async() called twice in a row (or step() while a step_async() is in "
+                f"flight); call step_wait() to receive the pending step's results before sending new actions")
         actions = self.check_actions(actions)
         host_actions = actions.detach().cpu().numpy()
         if self._action_low is not None and (host_actions.min() < np.min(self._action_low)
@@ -356,10 +374,20 @@ class HostVecEnv(VecEnv):
                     f"{self.env_id}: actions {host_actions[bad][:5].tolist()} are outside the action space "
                     f"{self.single_action_space} (valid: {self._action_low}..{self._action_high})")
         self._views[("actions", None)][...] = host_actions
+        if self.vectorization != "sync":
+            for conn in self._conns:
+                conn.send(("step", None))
+        self._step_in_flight = True
+
+    def step_wait(self):
+        """Finish the step started by :meth:`step_async`; return ``(obs, reward, terminated, truncated, info)``."""
+        self._check_open()
+        self._check_step_in_flight()
+        self._step_in_flight = False
         if self.vectorization == "sync":
             self._group.step()
         else:
-            self._broadcast("step")
+            self._gather("step")
         outputs = self._outputs()
         obs = self._carve_obs(outputs)
         terminated, truncated = outputs[("terminated", None)], outputs[("truncated", None)]
@@ -391,6 +419,14 @@ class HostVecEnv(VecEnv):
             if hasattr(self, "_group"):
                 self._group.close()
             return
+        if self._step_in_flight:  # let the workers finish the pending step and take its replies first
+            self._step_in_flight = False
+            for conn in self._conns:
+                try:
+                    if conn.poll(5):
+                        conn.recv()
+                except (EOFError, OSError):
+                    pass
         for conn in self._conns:
             try:
                 conn.send(("close", None))

@@ -14,7 +14,11 @@ from zoo.errors import ActionError
 
 
 class TorchVecEnv(VecEnv):
-    """Base for torch-native envs: state lives in tensors on ``device``; no host copies."""
+    """Base for torch-native envs: state lives in tensors on ``device``; no host copies.
+
+    They step synchronously: ``step_async`` / ``step_wait`` are the protocol's
+    defaults (keep the actions, then step).
+    """
 
     host_simulated = False
 
@@ -79,6 +83,7 @@ class CartPoleTorch(TorchVecEnv):
         return u * 0.1 - 0.05
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> torch.Tensor:
+        self._check_no_step_in_flight("reset()")
         self._seed_generator(seed)
         self.state = self._initial_states(self.num_envs)
         self.elapsed.zero_()
@@ -102,6 +107,8 @@ class CartPoleTorch(TorchVecEnv):
                             theta + self.tau * theta_dot, theta_dot + self.tau * thetaacc), dim=1)
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if self._step_in_flight:
+            self._check_no_step_in_flight("step()")
         actions = self.check_actions(actions)
         if self.device.type == "cpu" and (actions.min() < 0 or actions.max() > 1):  # free on the host only
             raise ActionError(f"{self.env_id}: actions must be 0 or 1, got values in "

@@ -19,6 +19,7 @@ import torch
 from gymnasium import spaces
 
 from zoo.envs.text.oracles import ANSWERS, INVALID, AttributeOracle, Oracle
+from zoo.envs.vec import BatchedEnv
 from zoo.errors import ConfigError
 
 HEADER = "Questions:\n"
@@ -93,11 +94,13 @@ class Episode:
         return self.observation(), 0.0 if won else -1.0, self.done
 
 
-class TextVecEnv:
+class TextVecEnv(BatchedEnv):
     """``num_envs`` question games stepped together: ``reset() -> list[str]``,
     ``step(list[str]) -> (list[str], reward, terminated, truncated, info)`` with reward / terminated /
     truncated as ``(num_envs,)`` tensors on ``device`` and ``info["final_obs"]`` (strings) and
     ``info["success"]`` (1.0 where the secret was guessed). Finished games reset automatically.
+    It implements the :class:`~zoo.envs.BatchedEnv` protocol, like every numeric ``VecEnv`` (it steps
+    synchronously: ``step_async`` keeps the utterances, ``step_wait`` steps).
     """
 
     host_simulated = True
@@ -106,21 +109,18 @@ class TextVecEnv:
     def __init__(self, game: QuestionGame, num_envs: int = 1, device="cpu", seed: int | None = None):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        self.game, self.num_envs, self.device = game, num_envs, torch.device(device)
+        super().__init__(num_envs, device, spaces.Text(game.max_observation_chars(), charset=CHARSET),
+                         spaces.Text(MAX_QUESTION_CHARS, min_length=0, charset=CHARSET))
+        self.game = game
         self.env_id = f"text/{game.name}"
-        self.make_kwargs: dict = {}
-        self.single_observation_space = spaces.Text(game.max_observation_chars(), charset=CHARSET)
-        self.single_action_space = spaces.Text(MAX_QUESTION_CHARS, min_length=0, charset=CHARSET)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self._rng = np.random.default_rng(seed)
         self.episodes: list[Episode] = []
-        self.closed = False
 
     def _new_episode(self) -> Episode:
         return Episode(self.game, self.game.secrets[int(self._rng.integers(len(self.game.secrets)))])
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> list[str]:
+        self._check_no_step_in_flight("reset()")
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self.episodes = [self._new_episode() for _ in range(self.num_envs)]
@@ -129,6 +129,7 @@ class TextVecEnv:
     def step(self, actions: list[str]) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         if not self.episodes:
             raise RuntimeError(f"{self.env_id}: call reset() before step()")
+        self._check_no_step_in_flight("step()")
         if isinstance(actions, str) or len(actions) != self.num_envs or not all(isinstance(a, str) for a in actions):
             raise TypeError(f"{self.env_id}: actions must be a list of {self.num_envs} strings")
         obs, final, rewards, dones, success = [], [], [], [], []
@@ -151,8 +152,8 @@ class TextVecEnv:
         """Random strings (mostly invalid questions), one per env."""
         return list(self.action_space.sample())
 
-    def close(self) -> None:
-        self.closed = True
+    def __repr__(self) -> str:
+        return f"TextVecEnv({self.env_id!r}, num_envs={self.num_envs}, device={self.device}, strings in and out)"
 
 
 class TextGameEnv(gym.Env):
