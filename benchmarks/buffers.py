@@ -6,7 +6,7 @@ Measures, with the same thread settings for both sides:
 - ReplayBuffer ``add`` (one transition of one env) and ``sample(256)``, for
   17-float observations and for 84x84x4 uint8 observations; for images also
   the fraction of this machine's memory-copy bandwidth that sampling reaches;
-- GAE on a 2048 x 16 rollout: ``zoo.buffers.kernels.gae`` (numba) against
+- GAE on a 2048 x 16 rollout: ``zoo.returns.gae`` (numba) against
   SB3's ``RolloutBuffer.compute_returns_and_advantage``;
 - prioritized replay sample(256) + update_priorities against a straightforward
   numpy/Python sum tree.
@@ -147,7 +147,7 @@ def numpy_sumtree_case(rows, quick):
 def gae_case(rows, quick):
     from stable_baselines3.common.buffers import RolloutBuffer
 
-    from zoo.buffers.kernels import gae
+    from zoo.returns import gae
 
     T, N = 2048, 16
     rng = np.random.default_rng(0)

@@ -215,6 +215,38 @@ def test_offline_archer_learns_from_logged_dialogues(tmp_path):
         OfflineArCHer(four_word_env(), **QUICK).learn(1, progress=False)
 
 
+def test_offline_archer_awr_weights_come_from_the_shared_function_at_its_old_temperature(monkeypatch):
+    """The offline actor weighs by zoo.losses.awr_weights with temperature 1, unclipped: the reference's
+    exp(beta A) with beta 1 (awr_beta before the rename)."""
+    import zoo.agents.archer.losses as losses_module
+    from zoo.losses import awr_weights
+
+    calls = []
+
+    def spy(advantages, temperature, max_weight=None):
+        calls.append((temperature, max_weight))
+        weights = awr_weights(advantages, temperature, max_weight)
+        assert torch.equal(weights, torch.exp(1.0 * advantages))
+        return weights
+
+    monkeypatch.setattr(losses_module, "awr_weights", spy)
+    agent = OfflineArCHer(four_word_env(), seed=0, **QUICK)
+    loss, advantage = agent.actor_step_loss({"observations": ["Questions:\n", "Questions:\nIs it alive? No.\n"],
+                                            "actions": ["Is it alive?", "Is it a fruit?"]})
+    assert calls == [(1.0, None)] and torch.isfinite(loss) and advantage.shape == (2,)
+
+
+def test_offline_archer_awr_beta_is_now_the_inverse_awr_temperature():
+    from zoo.agents.archer.agent import OfflineArCHerConfig
+
+    with pytest.raises(ConfigError, match="awr_temperature"):
+        OfflineArCHerConfig.create("text/twenty-questions", awr_beta=2.0)
+    with pytest.warns(UserWarning, match="awr_beta=2.0, now awr_temperature=0.5"):
+        old = OfflineArCHerConfig.upgrade_saved({"awr_beta": 2.0, "awr_clip": None})
+    assert "awr_beta" not in old
+    assert OfflineArCHerConfig.create("text/twenty-questions", **old).awr_temperature == 0.5  # exp(2 A) = exp(A / 0.5)
+
+
 def test_language_agents_refuse_numeric_envs_and_the_reverse():
     with pytest.raises(ConfigError, match="TextVecEnv"):
         ArCHer("gym/CartPole-v1", **QUICK)

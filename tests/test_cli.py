@@ -81,7 +81,10 @@ def test_bench_quick_skips_an_agent_whose_extra_is_missing(tmp_path, monkeypatch
     def missing(seed, scale):
         raise MissingExtraError("The CPL quick task", "metaworld")
 
-    monkeypatch.setitem(bench._QUICK, "CPL", dataclasses.replace(bench._QUICK["CPL"], setup=missing))
+    from zoo.agents import quick
+
+    tasks = quick.quick_tasks()
+    monkeypatch.setitem(quick._QUICK, "CPL", dataclasses.replace(tasks["CPL"], setup=missing))
     messages = []
     rows = bench.run_quick(tmp_path, agents=["CPL", "PPO"], scale=0.01, progress=False, log=messages.append)
     assert [r["agent"] for r in rows] == ["PPO"]

@@ -106,7 +106,8 @@ def test_sft_fine_tunes_on_preferred_segments(pendulum_prefs):
 
 
 def test_iql_losses_hand_computed():
-    from zoo.agents.cpl.piql import awr_weights, expectile_loss, preference_reward_loss
+    from zoo.agents.cpl.piql import preference_reward_loss
+    from zoo.losses import awr_weights, expectile_loss
 
     diff = torch.tensor([1.0, -2.0])
     assert expectile_loss(diff, 0.7).item() == pytest.approx((0.7 * 1 + 0.3 * 4) / 2)
@@ -268,3 +269,41 @@ def test_old_checkpoints_keep_the_behaviour_they_were_trained_with(pendulum_pref
     loaded = CPL.load(path, device="cpu", dataset=pendulum_prefs)
     assert loaded.config.cpl_lr_multiplier == 1.0 and loaded.pairing == "fixed"
     assert json.loads(json.dumps(loaded.config.to_dict()))["variant"] == "cpl_kl"
+
+
+def test_piql_awr_weights_come_from_the_shared_function_at_its_old_temperature(pendulum_prefs, monkeypatch):
+    """P-IQL's actor weighs by zoo.losses.awr_weights with temperature 1/3 and cap 100: the reference's
+    exp(A / beta) with beta 1/3, capped at 100, as before the rename."""
+    import zoo.agents.cpl.piql as piql_module
+    from zoo.agents import PIQL
+    from zoo.losses import awr_weights
+
+    calls = []
+
+    def spy(advantages, temperature, max_weight=None):
+        calls.append((temperature, max_weight))
+        weights = awr_weights(advantages, temperature, max_weight)
+        assert torch.equal(weights, torch.exp(advantages / (1.0 / 3.0)).clamp(max=100.0))
+        return weights
+
+    monkeypatch.setattr(piql_module, "awr_weights", spy)
+    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(8,), critic_hidden=(8,),
+                 batch_size=4, iql_batch_size=16)
+    agent.learn(2, progress=False)
+    assert calls == [(1.0 / 3.0, 100.0)] * 2
+
+
+def test_piql_beta_is_now_awr_temperature(pendulum_prefs, tmp_path):
+    from zoo.agents import PIQL
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+
+    with pytest.raises(ConfigError, match="awr_temperature"):
+        PIQL("gym/Pendulum-v1", device="cpu", beta=0.5)
+    agent = PIQL("gym/Pendulum-v1", device="cpu", hidden=(8,), critic_hidden=(8,), awr_temperature=0.25)
+    path = agent.save(tmp_path / "piql.safetensors")
+    tensors, config = load_checkpoint(path)
+    config["hyperparameters"]["beta"] = config["hyperparameters"].pop("awr_temperature")  # as an older zoo wrote it
+    save_checkpoint(path, tensors, config, kind="agent/PIQL")
+    with pytest.warns(UserWarning, match="beta=0.25, now awr_temperature=0.25"):
+        loaded = PIQL.load(path, device="cpu")
+    assert loaded.config.awr_temperature == 0.25

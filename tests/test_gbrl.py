@@ -173,6 +173,41 @@ def test_checkpoints_from_before_the_rename_and_the_clips_load_as_trained():
     assert GBRLConfig.create("gym/CartPole-v1", **old).policy_grad_clip is None  # not the preset's 100
 
 
+def test_awr_on_policy_weights_come_from_the_shared_function_at_its_old_temperature(monkeypatch):
+    """objective="awr_on_policy" weighs by zoo.losses.awr_weights with temperature 1 and cap 20: the weights
+    exp(A / awr_beta) (awr_beta 1) capped at 20 it used before the rename."""
+    import zoo.agents.gbrl as gbrl_module
+    from zoo.losses import awr_weights
+
+    calls = []
+
+    def spy(advantages, temperature, max_weight=None):
+        calls.append((temperature, max_weight))
+        weights = awr_weights(advantages, temperature, max_weight)
+        assert torch.equal(weights, torch.exp(advantages / 1.0).clamp(max=20.0))
+        return weights
+
+    monkeypatch.setattr(gbrl_module, "awr_weights", spy)
+    agent = GBRL("gym/CartPole-v1", device="cpu", objective="awr_on_policy")
+    advantages = torch.tensor([-1.0, 0.0, 2.0, 5.0])
+    log_ratio = torch.zeros(4, requires_grad=True)
+    loss = agent.policy_loss(log_ratio, advantages, 0.0)
+    assert calls == [(1.0, 20.0)]
+    assert loss.item() == pytest.approx(0.0)  # -mean(w * 0)
+    loss.backward()
+    assert log_ratio.grad.tolist() == pytest.approx((-torch.exp(advantages).clamp(max=20.0) / 4).tolist())
+
+
+def test_awr_beta_is_now_awr_temperature():
+    from zoo.agents.gbrl import GBRLConfig
+
+    with pytest.raises(ConfigError, match="awr_temperature"):
+        GBRL("gym/CartPole-v1", device="cpu", awr_beta=2.0)
+    with pytest.warns(UserWarning, match="awr_temperature=2.0"):
+        old = GBRLConfig.upgrade_saved({"objective": "awr_on_policy", "awr_beta": 2.0})
+    assert "awr_beta" not in old and GBRLConfig.create("gym/CartPole-v1", **old).awr_temperature == 2.0
+
+
 @pytest.mark.parametrize("clip", [None, 0.5])
 def test_per_sample_gradient_clip_reaches_the_trees(clip):
     """With the clip, one boosting step moves each output by at most lr * clip (a leaf is a mean of clipped

@@ -1,4 +1,4 @@
-"""Return/advantage kernels (zoo.buffers.kernels) against naive references written from the definitions."""
+"""Return/advantage kernels (zoo.returns) against naive references written from the definitions."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from zoo.buffers import kernels as K
-from zoo.buffers.kernels import discounted_returns, gae, nstep_targets, vtrace
+from zoo import returns as K
+from zoo.returns import discounted_returns, gae, nstep_targets, vtrace
 
 BACKENDS = ("numba", "torch")
 F64 = dict(rtol=1e-9, atol=1e-9)

@@ -12,17 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoo.buffers.trajectories import (
-    DEFAULT_TASK,
-    PreferenceDataset,
-    PreferenceDatasetError,
-    TrajectoryError,
-    TrajectoryStore,
-    labels_from_scores,
-    regret_teacher,
-    reward_sum_teacher,
-    to_torch,
-)
+from zoo.buffers import DEFAULT_TASK, TrajectoryStore
+from zoo.datasets import PreferenceDataset, labels_from_scores, regret_teacher, reward_sum_teacher, to_torch
+from zoo.errors import PreferenceDatasetError, TrajectoryError
 
 HYP = settings(max_examples=30, deadline=None)
 

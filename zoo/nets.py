@@ -1,15 +1,22 @@
-"""Network building blocks shared by the agents: MLPs, observation encoders, initialisation."""
+"""Network building blocks shared by the agents: MLPs, observation encoders, initialisation, the continuous-action
+actor and critic of the off-policy agents, target-network (Polyak) updates, and the batch-layout helpers for
+``(B, L, ...)`` segments of steps."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
+
+from zoo.losses import tanh_gaussian_log_prob
+
+if TYPE_CHECKING:
+    from zoo.rollout import Obs
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -126,3 +133,75 @@ def make_encoder(space: gym.Space) -> nn.Module:
 def adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters; CPU and CUDA), same maths as the default."""
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+
+
+# ----------------------------------------------------------------------------- continuous-action actor and critic
+#: bounds of the squashed Gaussian's log-std (CleanRL's SAC)
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class SquashedGaussianActor(nn.Module):
+    """``a = scale * tanh(u) + bias``, ``u ~ N(mu(s), sigma(s))``, with the tanh log-likelihood correction
+    (:func:`zoo.losses.tanh_gaussian_log_prob`); the log-std is squashed into ``[LOG_STD_MIN, LOG_STD_MAX]``."""
+
+    def __init__(self, observation_space, action_space: spaces.Box, hidden, activation):
+        super().__init__()
+        self.encoder = make_encoder(observation_space)
+        dim = int(np.prod(action_space.shape))
+        self.trunk = mlp(self.encoder.out_dim, hidden, None, activation)
+        self.mean = nn.Linear(hidden[-1], dim)
+        self.log_std = nn.Linear(hidden[-1], dim)
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (action_space.low, action_space.high))
+        self.register_buffer("scale", (high - low) / 2.0)
+        self.register_buffer("bias", (high + low) / 2.0)
+
+    def forward(self, obs: Obs, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (reparameterised) action and its log-likelihood."""
+        h = self.trunk(self.encoder(obs))
+        mean = self.mean(h)
+        log_std = torch.tanh(self.log_std(h))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        std = log_std.exp()
+        u = mean if deterministic else mean + std * torch.randn_like(mean)
+        y = torch.tanh(u)
+        log_prob = tanh_gaussian_log_prob(u, mean, log_std, std=std, squashed=y, scale=self.scale)
+        return y * self.scale + self.bias, log_prob
+
+
+class QNetwork(nn.Module):
+    """``Q(s, a)`` for continuous actions: an MLP over [features(s), a] (PyTorch's default init, or orthogonal
+    weights of gain ``orthogonal_gain`` on every layer)."""
+
+    def __init__(self, observation_space, action_space: spaces.Box, hidden, activation,
+                 orthogonal_gain: float | None = None):
+        super().__init__()
+        self.encoder = make_encoder(observation_space)
+        gain = {} if orthogonal_gain is None else dict(orthogonal=True, hidden_gain=orthogonal_gain,
+                                                        output_gain=orthogonal_gain)
+        self.net = mlp(self.encoder.out_dim + int(np.prod(action_space.shape)), hidden, 1, activation, **gain)
+
+    def forward(self, obs: Obs, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([self.encoder(obs), action.float()], dim=1)).squeeze(-1)
+
+
+def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """``target <- tau * source + (1 - tau) * target`` for parameters, and a copy of the buffers (tau = 1: hard
+    copy): the soft target update of Lillicrap et al. (2016, DDPG, Algorithm 1)."""
+    with torch.no_grad():
+        for s, t in zip(source.parameters(), target.parameters()):
+            t.lerp_(s, tau)
+        for s, t in zip(source.buffers(), target.buffers()):
+            t.copy_(s)
+
+
+# ----------------------------------------------------------------------------- batch layout
+def flatten_time(x: Any) -> Any:
+    """``(B, L, ...)`` -> ``(B * L, ...)`` for a tensor or a dict of tensors (segments to steps)."""
+    if isinstance(x, dict):
+        return {k: v.reshape(-1, *v.shape[2:]) for k, v in x.items()}
+    return x.reshape(-1, *x.shape[2:])
+
+
+def time_slice(x: Any, start: int, stop: int) -> Any:
+    """Steps ``start:stop`` of ``(B, L, ...)`` segments, for a tensor or a dict of tensors."""
+    return {k: v[:, start:stop] for k, v in x.items()} if isinstance(x, dict) else x[:, start:stop]

@@ -1,4 +1,4 @@
-"""A console progress bar for training: steps, steps per second and the recent episode return."""
+"""A console progress bar for training: budget done (in the agent's unit), its rate and the recent episode return."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ class TrainingProgress:
     Disabled (``enabled=False``) it does nothing, so callers need no branches.
     """
 
-    def __init__(self, total_steps: int, description: str = "training", enabled: bool = True):
-        self.total, self.enabled = int(total_steps), enabled
+    def __init__(self, total_steps: int, description: str = "training", enabled: bool = True,
+                 unit: str = "env steps"):
+        self.total, self.enabled, self.unit = int(total_steps), enabled, unit
         self._start = time.perf_counter()
         self._progress = None
         if enabled:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[sps]:>8} SPS"), TextColumn("return {task.fields[ret]}"),
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                TextColumn(f"{{task.fields[sps]:>8}} {_rate_label(unit)}"), TextColumn("return {task.fields[ret]}"),
                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), transient=False)
             self._task = self._progress.add_task(description, total=self.total, sps="-", ret="-")
 
@@ -41,3 +42,8 @@ class TrainingProgress:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def _rate_label(unit: str) -> str:
+    """``"env steps"`` -> ``"env steps/s"`` (SPS is the rate of whatever the budget counts)."""
+    return f"{unit}/s"

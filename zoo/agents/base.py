@@ -1,15 +1,19 @@
 """The agent contract shared by every algorithm: construction, learn/act/evaluate, save/load.
 
-Subclasses set ``config_class`` and implement ``_build`` (networks and
-optimizers), ``_learn`` (the training loop) and ``_act``. Saving and loading,
-seeding, evaluation, logging and the progress bar live here once.
+Subclasses set ``config_class`` (and ``budget_unit``, what ``learn(n)``
+counts) and implement ``_build`` (networks and optimizers), ``_learn`` (the
+training loop) and ``_act``. Saving and loading, the agent's own random
+generators, the schedule horizon, evaluation, logging and the progress bar
+live here once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,18 +24,29 @@ from zoo import __version__
 from zoo.agents.config import AgentConfig
 from zoo.checkpoint import load_checkpoint, pack_state, save_checkpoint, unpack_state
 from zoo.envs import make_env
-from zoo.envs.vec import VecEnv
+from zoo.envs.vec import BatchedEnv, VecEnv
 from zoo.errors import CheckpointError, ConfigError
 from zoo.logger import RunLogger
 from zoo.progress import TrainingProgress
 from zoo.rollout import Obs, evaluate_policy
 from zoo.utils.device import resolve_device
-from zoo.utils.seeding import seed_everything
+from zoo.utils.seeding import AgentRandomness
 
 #: ``callback(agent, metrics) -> bool | None``; returning False stops training.
 Callback = Callable[["Agent", dict], Optional[bool]]
 
 CHECKPOINT_KIND_PREFIX = "agent/"
+
+
+def with_own_randomness(method):
+    """Run an agent method with the agent's own torch generator state in place of the global one."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.randomness.active():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Agent:
@@ -46,29 +61,65 @@ class Agent:
     config_class: type[AgentConfig] = AgentConfig
     #: the env classes this agent runs on (numeric VecEnvs; language agents take text games)
     env_types: tuple[type, ...] = (VecEnv,)
+    #: what ``learn(n)`` counts: "env steps", "gradient steps", "dialogue turns", "generations"
+    budget_unit: str = "env steps"
+    #: offline agents learn from ``data=`` (a dataset object or a path) and implement :meth:`use_data`
+    learns_from_data: bool = False
 
-    def __init__(self, env: str | VecEnv, *, seed: int = 0, device: str | torch.device = "auto", **hyperparameters):
+    def __init__(self, env: str | VecEnv, *, seed: int = 0, device: str | torch.device = "auto", data: Any = None,
+                 **hyperparameters):
+        if "dataset" in hyperparameters and self.learns_from_data:
+            warnings.warn(f"{type(self).__name__}(dataset=...) is now data=...", DeprecationWarning, stacklevel=2)
+            data = hyperparameters.pop("dataset") if data is None else data
+        if data is not None and not self.learns_from_data:
+            raise ConfigError(f"{type(self).__name__} learns from its env and takes no data=; the offline agents "
+                              f"({', '.join(_offline_agent_names())}) do")
         self.device = resolve_device(device)
-        self.env_id: str | None = env if isinstance(env, str) else getattr(env, "env_id", None)
+        if not isinstance(env, (str, *self.env_types)):
+            raise TypeError(f"env must be an env id or a {' or '.join(t.__name__ for t in self.env_types)}, "
+                            f"got {type(env).__name__}")
+        self.env_id: str | None = env if isinstance(env, str) else env.env_id
         self.config = self.config_class.create(self.env_id, **hyperparameters)
         self.seed = int(seed)
-        seed_everything(self.seed)
+        #: the agent's own torch and numpy generators (the global ones are left alone)
+        self.randomness = AgentRandomness(self.seed, self.device)
+        #: the horizon schedules run over (``config.schedule_steps``, else the first ``learn()``'s total)
+        self.schedule_steps: int | None = None
+        self.num_timesteps = 0
+        self.logger: RunLogger | None = None
+        #: what an offline agent learns from (see :meth:`use_data`); None until given
+        self.data: Any = None
+        with self.randomness.active():
+            self.env = self._make_env(env)
+            self._build()
+            if data is not None:
+                self.use_data(data)
+
+    def _make_env(self, env: str | VecEnv) -> VecEnv:
         if isinstance(env, str):
             env = make_env(env, num_envs=getattr(self.config, "num_envs", 1), device=self.device, seed=self.seed)
             if not isinstance(env, self.env_types):
                 env.close()
                 raise ConfigError(f"{type(self).__name__} does not run on {self.env_id} (a "
                                   f"{type(env).__name__}); it needs a {' or '.join(t.__name__ for t in self.env_types)}")
-        elif not isinstance(env, self.env_types):
-            raise TypeError(f"env must be an env id or a {' or '.join(t.__name__ for t in self.env_types)}, "
-                            f"got {type(env).__name__}")
         if env.device != self.device:
             raise ConfigError(f"the env lives on {env.device} but the agent on {self.device}; build the env with "
                               f"device={str(self.device)!r} or pass device={str(env.device)!r}")
-        self.env = env
-        self.num_timesteps = 0
-        self.logger: RunLogger | None = None
-        self._build()
+        return env
+
+    @property
+    def np_random(self):
+        """The agent's numpy ``Generator`` (seeded from ``seed``; saved in checkpoints)."""
+        return self.randomness.numpy
+
+    def schedule_progress(self) -> float:
+        """Fraction of the schedule horizon done: ``num_timesteps / schedule_steps``, at most 1."""
+        return min(1.0, self.num_timesteps / max(self.schedule_steps or 1, 1))
+
+    def default_schedule_steps(self, total_steps: int) -> int:
+        """The horizon when ``schedule_steps`` is not set: the first ``learn()`` call's budget, counted from
+        the steps done so far (families that learn in whole rollouts round it to what the call will run)."""
+        return self.num_timesteps + total_steps
 
     # -- to implement -------------------------------------------------------
     def _build(self) -> None:
@@ -82,6 +133,11 @@ class Agent:
     def _act(self, obs: Obs, deterministic: bool) -> torch.Tensor:
         """Actions for a batch of observations on ``self.device``."""
         raise NotImplementedError
+
+    def use_data(self, data: Any) -> None:
+        """Learn from ``data`` from now on (offline agents: a dataset object or the path of one; they load it,
+        check that it fits the env, and keep it as ``self.data``)."""
+        raise ConfigError(f"{type(self).__name__} learns from its env and takes no data")
 
     def state_modules(self) -> dict[str, nn.Module]:
         """Modules whose ``state_dict`` is checkpointed."""
@@ -111,12 +167,16 @@ class Agent:
         (with the config snapshot).
         """
         if not isinstance(total_steps, int) or total_steps < 1:
-            raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
+            raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r} ({self.budget_unit})")
+        if self.schedule_steps is None:
+            self.schedule_steps = getattr(self.config, "schedule_steps", None) or \
+                self.default_schedule_steps(total_steps)
         if log_dir is not None:
             self.logger = RunLogger(log_dir, config=self.describe())
         start_steps, start_time = self.num_timesteps, time.perf_counter()
         last_log = [-float("inf")]
-        with TrainingProgress(total_steps, description=type(self).__name__, enabled=progress) as bar:
+        with TrainingProgress(total_steps, description=type(self).__name__, unit=self.budget_unit,
+                              enabled=progress) as bar, self.randomness.active():
             def report(metrics: dict, force: bool = False) -> bool:
                 done_steps = self.num_timesteps - start_steps
                 metrics = dict(metrics)
@@ -136,6 +196,7 @@ class Agent:
             self.logger.flush()
         return self
 
+    @with_own_randomness
     @torch.no_grad()
     def act(self, obs: Obs, deterministic: bool = False) -> torch.Tensor:
         """Actions for a batch of observations (tensors, or a dict of tensors), on the env's device."""
@@ -145,18 +206,18 @@ class Agent:
             obs = torch.as_tensor(obs, device=self.device)
         return self._act(obs, deterministic)
 
-    def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: VecEnv | None = None,
+    @with_own_randomness
+    def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: BatchedEnv | None = None,
                  seed: int | None = None) -> dict[str, float]:
         """Mean/std return, mean length (and success rate) over ``n_episodes`` fresh episodes.
 
-        Runs on ``env`` if given, else on a new env of the same id (seeded
-        apart from training), so that training envs keep their state.
+        Runs on ``env`` if given, else on a new env like the training one
+        (seeded apart from training), so that training envs keep their state.
+        Numeric and text envs go through the same loop (:func:`~zoo.rollout.evaluate_policy`).
         """
         own_env = env is None
         if own_env:
-            if self.env_id is None:
-                raise ConfigError("evaluate() needs env= when the agent was built from a VecEnv without an id")
-            env = make_env(self.env_id, num_envs=min(n_episodes, 8), device=self.device, **self._eval_env_kwargs())
+            env = self.evaluation_env(n_episodes)
         try:
             seed = self.seed + 1_000_003 if seed is None else seed
             return evaluate_policy(env, lambda obs: self._act(obs, deterministic), n_episodes, seed=seed)
@@ -164,21 +225,25 @@ class Agent:
             if own_env:
                 env.close()
 
-    def _eval_env_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(getattr(self.env, "make_kwargs", {}))
-        if getattr(self.env, "host_simulated", True):
+    def evaluation_env(self, n_episodes: int) -> BatchedEnv:
+        """A fresh env like the training one for ``evaluate`` (at most 8 copies, stepped in-process)."""
+        if self.env_id is None:
+            raise ConfigError("evaluate() needs env= when the agent was built from a VecEnv without an id")
+        kwargs = dict(self.env.make_kwargs)
+        if self.env.host_simulated:
             kwargs["vectorization"] = "sync"
-        return kwargs
+        return make_env(self.env_id, num_envs=min(n_episodes, 8), device=self.device, **kwargs)
 
     def describe(self) -> dict[str, Any]:
         """What a run folder's ``config.json`` records."""
-        env_kwargs = dict(getattr(self.env, "make_kwargs", {}))
+        env_kwargs = dict(self.env.make_kwargs)
         try:
             json.dumps(env_kwargs)
         except TypeError:  # e.g. a torch dtype: recorded as text, not rebuilt on load
             env_kwargs = {"__unrestorable__": repr(env_kwargs)}
         return {"agent": type(self).__name__, "env_id": self.env_id, "env_kwargs": env_kwargs, "seed": self.seed,
-                "device": str(self.device), "zoo_version": __version__, "hyperparameters": self.config.to_dict()}
+                "device": str(self.device), "zoo_version": __version__, "budget_unit": self.budget_unit,
+                "hyperparameters": self.config.to_dict()}
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -191,7 +256,10 @@ class Agent:
         for name, optimizer in self.state_optimizers().items():
             packed, skeletons[name] = pack_state(optimizer.state_dict(), f"optimizers/{name}")
             tensors.update(packed)
-        config = dict(self.describe(), num_timesteps=self.num_timesteps, optimizers=skeletons,
+        for name, state in self.randomness.state_tensors().items():
+            tensors[f"randomness/{name}"] = state
+        config = dict(self.describe(), num_timesteps=self.num_timesteps, schedule_steps=self.schedule_steps,
+                      numpy_random=self.randomness.numpy_state(), optimizers=skeletons,
                       extra_state=self.extra_state())
         self.save_companions(Path(os.fspath(path)).expanduser().resolve())  # first: a checkpoint never lacks them
         return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
@@ -205,8 +273,14 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: str | VecEnv | None = None,
-             device: str | torch.device = "auto") -> "Agent":
-        """Rebuild an agent from :meth:`save`'s checkpoint (on ``env`` if given, else its env id)."""
+             device: str | torch.device = "auto", data: Any = None, **deprecated) -> "Agent":
+        """Rebuild an agent from :meth:`save`'s checkpoint (on ``env`` if given, else its env id); offline
+        agents take ``data=`` to go on learning (datasets are not stored in checkpoints)."""
+        if "dataset" in deprecated:
+            warnings.warn("load(..., dataset=...) is now data=...", DeprecationWarning, stacklevel=2)
+            data = deprecated.pop("dataset") if data is None else data
+        if deprecated:
+            raise TypeError(f"load() got unexpected keyword arguments {sorted(deprecated)}")
         kind = CHECKPOINT_KIND_PREFIX + cls.__name__ if cls is not Agent else None
         tensors, config = load_checkpoint(path, kind=kind)
         if cls is Agent:
@@ -232,12 +306,28 @@ class Agent:
             opt_tensors = {k: v.to(agent.device) for k, v in tensors.items() if k.startswith(prefix + "/")}
             optimizer.load_state_dict(unpack_state(opt_tensors, config["optimizers"][name]))
         agent.num_timesteps = int(config.get("num_timesteps", 0))
+        if config.get("schedule_steps") is not None:
+            agent.schedule_steps = int(config["schedule_steps"])
+        agent.randomness.load_state_tensors({k[len("randomness/"):]: v for k, v in tensors.items()
+                                             if k.startswith("randomness/")})
+        if isinstance(config.get("numpy_random"), dict):
+            agent.randomness.load_numpy_state(config["numpy_random"])
         agent.load_extra_state(config.get("extra_state", {}))
         agent.load_companions(Path(os.fspath(path)).expanduser().resolve())
+        if data is not None:
+            with agent.randomness.active():
+                agent.use_data(data)
         return agent
 
 
-def load_agent(path: str | os.PathLike, env: str | VecEnv | None = None, device: str | torch.device = "auto") -> Agent:
+def load_agent(path: str | os.PathLike, env: str | VecEnv | None = None, device: str | torch.device = "auto",
+               data: Any = None) -> Agent:
     """Load any registered agent's checkpoint (the class is read from the file)."""
-    return Agent.load(path, env=env, device=device)
+    return Agent.load(path, env=env, device=device, data=data)
+
+
+def _offline_agent_names() -> list[str]:
+    from zoo.agents import get_agent, list_agents
+
+    return [name for name in list_agents() if get_agent(name).learns_from_data]
 

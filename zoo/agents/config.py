@@ -21,6 +21,8 @@ class AgentConfig:
     #: fields added after checkpoints were first written -> the behaviour they had before (what an older
     #: checkpoint was trained with); each class lists its own, :meth:`upgrade_saved` gathers them
     LEGACY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
+    #: fields that older checkpoints of this agent carry and that it no longer has (dropped on load)
+    REMOVED_FIELDS: typing.ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -79,7 +81,8 @@ class AgentConfig:
         legacy: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
             legacy.update(vars(klass).get("LEGACY_DEFAULTS", {}))
-        return {**{k: v for k, v in legacy.items() if k in cls.field_names()}, **hyperparameters}
+        saved = {k: v for k, v in hyperparameters.items() if k not in cls.REMOVED_FIELDS}
+        return {**{k: v for k, v in legacy.items() if k in cls.field_names()}, **saved}
 
     @classmethod
     def parse_overrides(cls, items: list[str]) -> dict[str, Any]:

@@ -25,7 +25,10 @@ from torch import nn
 from zoo.agents import register_agent
 from zoo.agents.config import positive
 from zoo.agents.ppo import PPO, ActionHead, PPOConfig
+from zoo.agents.quick import QuickTask, register_quick_task
+from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.errors import CheckpointError, ConfigError, MissingExtraError
+from zoo.losses import awr_weights
 from zoo.nets import adam
 from zoo.rollout import Obs
 
@@ -52,7 +55,7 @@ _MOUNTAINCAR = dict(num_envs=16, num_steps=512, num_minibatches=32, update_epoch
 
 
 @dataclasses.dataclass
-class GBRLConfig(PPOConfig):
+class GBRLConfig(RenamedHyperparameters, PPOConfig):
     """PPO's settings plus the trees', with the reference's defaults (``vf_coef`` 0.871923, no entropy bonus,
     no per-sample gradient clip unless a preset sets one). ``learning_rate`` trains only the Gaussian log-std
     (Box actions)."""
@@ -75,7 +78,8 @@ class GBRLConfig(PPOConfig):
     #: 0: numeric features; k >= 1: every k consecutive integer features form one categorical feature
     #: (k = 3 for MiniGrid's (object, colour, state) cells)
     categorical_group: int = 0
-    awr_beta: float = 1.0
+    #: objective="awr_on_policy": weights exp(A / awr_temperature), capped at awr_max_weight
+    awr_temperature: float = 1.0
     awr_max_weight: float = 20.0
     anneal_lr: bool = False
     clip_vloss: bool = False
@@ -96,6 +100,8 @@ class GBRLConfig(PPOConfig):
     }
 
     LEGACY_DEFAULTS = {"policy_grad_clip": None, "value_grad_clip": None}
+    RENAMED = {"awr_beta": Rename("awr_temperature", float,
+                                  "the same value: the weights were already exp(A / awr_beta)")}
 
     @classmethod
     def upgrade_saved(cls, hyperparameters):
@@ -116,7 +122,8 @@ class GBRLConfig(PPOConfig):
 
     def validate(self) -> None:
         super().validate()
-        positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_beta", "awr_max_weight")
+        positive(self, "policy_lr", "value_lr", "max_depth", "n_bins", "max_trees", "awr_temperature",
+                 "awr_max_weight")
         for name in ("policy_grad_clip", "value_grad_clip"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:  # NaN too
                 raise ConfigError(f"{name} must be positive or None (no clip), got {getattr(self, name)}")
@@ -134,8 +141,6 @@ class TreeActorCritic(ActionHead):
     Forward passes made with gradients enabled record the ensemble's outputs so
     that :meth:`boost` can grow a tree on their gradients.
     """
-
-    obs_norm = None
 
     def __init__(self, observation_space, action_space, config: GBRLConfig):
         super().__init__()
@@ -218,6 +223,9 @@ class GBRL(PPO):
             return (values - returns).square().mean()
         return super().value_loss(values, returns, old_values)
 
+    def after_update(self, rollout) -> None:
+        """Nothing: trees split on raw features and keep no observation statistics."""
+
     def build_optimizer(self) -> torch.optim.Optimizer | None:
         """Adam for the Gaussian log-std (Box actions); the trees are fitted by boosting, not by an optimizer."""
         parameters = list(self.policy.parameters())
@@ -238,7 +246,7 @@ class GBRL(PPO):
         if c.objective == "a2c":  # the policy gradient: d/dtheta of -A log pi (old log-prob is a constant)
             return -(advantages * log_ratio).mean()
         if c.objective == "awr_on_policy":
-            weights = torch.exp(advantages / c.awr_beta).clamp(max=c.awr_max_weight)
+            weights = awr_weights(advantages, c.awr_temperature, c.awr_max_weight)
             return -(weights * log_ratio).mean()
         return super().policy_loss(log_ratio, advantages, progress)
 
@@ -277,3 +285,7 @@ class GBRL(PPO):
         if missing:
             raise CheckpointError(f"{path}: the tree ensemble saved beside it is missing ({', '.join(missing)})")
         self.policy.trees = gbrl_models().ActorCritic.load_learner(str(base), "cpu")
+
+
+register_quick_task(QuickTask("GBRL", "gym/CartPole-v1", 100_000,
+                              "500 (the return cap; NN PPO reaches it on this budget, see the PPO row)"))

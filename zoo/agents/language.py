@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.agents.base import Agent
+from zoo.agents.base import Agent, with_own_randomness
 from zoo.agents.config import AgentConfig, positive
 from zoo.buffers.utterances import sample_turns
 from zoo.envs.text import TextVecEnv
@@ -104,11 +104,12 @@ class LanguageAgent(Agent):
     """
 
     config_class = LanguageAgentConfig
+    budget_unit = "dialogue turns"
     env_types = (TextVecEnv,)
 
     def _build(self) -> None:
         c = self.config
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = self.np_random  # the agent's own generator (seeded from seed, checkpointed)
         self.tokenizer = load_tokenizer(c.actor, self.env.game.vocabulary())
         lora = dict(r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout, targets=c.lora_targets) if c.lora else None
         self.actor = load_actor(c.actor, self.tokenizer, seed=self.seed, tiny_layers=c.tiny_layers,
@@ -144,12 +145,14 @@ class LanguageAgent(Agent):
         """The texts of :meth:`policy_step`."""
         return self.policy_step(observations, deterministic).texts
 
+    @with_own_randomness
     @torch.no_grad()
     def act(self, obs: list[str], deterministic: bool = False) -> list[str]:
         if isinstance(obs, str) or not all(isinstance(o, str) for o in obs):
             raise TypeError(f"{type(self).__name__}.act takes a list of observation strings")
         return self.policy_utterances(list(obs), deterministic)
 
+    @with_own_randomness
     @torch.no_grad()
     def play(self, env: TextVecEnv, n: int, deterministic: bool = False) -> list[list[Turn]]:
         """``n`` whole dialogues on ``env``, in waves of ``env.num_envs`` games from a reset (finished games
@@ -177,15 +180,22 @@ class LanguageAgent(Agent):
             dialogues += turns[:k]
         return dialogues
 
+    def _act(self, obs: list[str], deterministic: bool) -> list[str]:
+        return self.policy_utterances(list(obs), deterministic)
+
     def evaluate(self, n_episodes: int = 32, deterministic: bool = False, env: TextVecEnv | None = None,
                  seed: int | None = None) -> dict[str, float]:
         """Mean / std of the return, mean length and success rate over ``n_episodes`` dialogues on a fresh
-        copy of the game (sampled utterances unless ``deterministic``)."""
-        env = env or TextVecEnv(self.env.game, num_envs=min(n_episodes, self.config.num_envs), device=self.device,
-                                seed=self.seed + 1_000_003 if seed is None else seed)
-        return dialogue_stats(self.play(env, n_episodes, deterministic))
+        copy of the game (sampled utterances unless ``deterministic``: greedy decoding tends to repeat one
+        question); the loop every agent evaluates with."""
+        return super().evaluate(n_episodes, deterministic, env=env, seed=seed)
+
+    def evaluation_env(self, n_episodes: int) -> TextVecEnv:
+        """A fresh copy of the training game (its oracle included), up to ``num_envs`` games at a time."""
+        return TextVecEnv(self.env.game, num_envs=min(n_episodes, self.config.num_envs), device=self.device)
 
     # -- training -----------------------------------------------------------------
+    @with_own_randomness
     def behaviour_clone(self, dialogues: list[list[Turn]], steps: int, lr: float | None = None,
                         batch_size: int | None = None) -> list[float]:
         """Supervised fine-tuning of the actor on the utterances of ``dialogues`` (each followed by its ending

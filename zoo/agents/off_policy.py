@@ -14,7 +14,6 @@ import dataclasses
 from typing import Callable
 
 import torch
-from torch import nn
 
 from zoo.agents.base import Agent
 from zoo.agents.config import AgentConfig, in_unit_interval, positive
@@ -38,6 +37,8 @@ class OffPolicyConfig(AgentConfig):
     prioritized_replay: bool = False
     per_alpha: float = 0.6
     per_beta: float = 0.4
+    #: env steps the exploration and prioritisation schedules run over (None: the first ``learn()``'s total)
+    schedule_steps: int | None = None
 
     def validate(self) -> None:
         positive(self, "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step")
@@ -49,15 +50,8 @@ class OffPolicyConfig(AgentConfig):
                               f"exceed buffer_size ({self.buffer_size}): training would never start")
         if self.per_alpha < 0:
             raise ConfigError(f"hyperparameter 'per_alpha' must be >= 0, got {self.per_alpha}")
-
-
-def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
-    """``target <- tau * source + (1 - tau) * target`` for parameters and buffers (tau = 1: hard copy)."""
-    with torch.no_grad():
-        for s, t in zip(source.parameters(), target.parameters()):
-            t.lerp_(s, tau)
-        for s, t in zip(source.buffers(), target.buffers()):
-            t.copy_(s)
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(f"hyperparameter 'schedule_steps' must be positive (or None), got {self.schedule_steps}")
 
 
 class OffPolicyAgent(Agent):
@@ -102,7 +96,7 @@ class OffPolicyAgent(Agent):
         metrics: dict[str, torch.Tensor] = {}
         next_report = start
         while self.num_timesteps < end:
-            progress = (self.num_timesteps - start) / total_steps
+            progress = self.schedule_progress()
             # warm-up counts what the buffer holds, so a loaded agent (empty buffer) warms up again
             warm = len(self.replay) >= max(c.learning_starts, c.batch_size)
             with torch.no_grad():

@@ -20,9 +20,10 @@ from zoo.agents import register_agent
 from zoo.agents.base import Agent
 from zoo.agents.config import AgentConfig, in_unit_interval, positive, valid_hidden
 from zoo.agents.normalize import ObservationNormalizer, RewardScaler
-from zoo.buffers.kernels import gae
+from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.errors import ConfigError
 from zoo.nets import adam, make_encoder, mlp
+from zoo.returns import gae
 from zoo.rollout import Obs, PolicyStep, Rollout, RolloutCollector, obs_index
 
 
@@ -84,6 +85,8 @@ class PPOConfig(AgentConfig):
     normalize_obs: bool = False
     normalize_reward: bool = False
     adam_eps: float = 1e-5
+    #: env steps the learning-rate and clip annealing run over (None: the first ``learn()`` call's total)
+    schedule_steps: int | None = None
 
     PRESETS = {
         "*/CartPole-v1": _CARTPOLE,
@@ -102,6 +105,8 @@ class PPOConfig(AgentConfig):
         in_unit_interval(self, "gamma", "gae_lambda")
         valid_hidden(self)
         check_minibatches(self, self.num_envs)
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(f"hyperparameter 'schedule_steps' must be positive (or None), got {self.schedule_steps}")
 
 
 def check_minibatches(config: PPOConfig, num_envs: int) -> None:
@@ -241,7 +246,7 @@ class PPO(Agent):
                    last_values, self.config.gamma, self.config.gae_lambda)
 
     def policy_loss(self, log_ratio: torch.Tensor, advantages: torch.Tensor, progress: float) -> torch.Tensor:
-        """The actor's loss for one minibatch (``progress`` = fraction of training done)."""
+        """The actor's loss for one minibatch (``progress`` = fraction of the schedule horizon done)."""
         clip = self.config.clip_coef * (1.0 - progress if self.config.anneal_clip else 1.0)
         return ppo_clip_loss(log_ratio, advantages, max(clip, 1e-8))
 
@@ -264,23 +269,31 @@ class PPO(Agent):
         self.optimizer.param_groups[0]["lr"] = self.config.learning_rate * fraction
 
     # -- training -----------------------------------------------------------------
+    def default_schedule_steps(self, total_steps: int) -> int:
+        """The first ``learn()`` call's budget in whole rollouts (what the call runs), from the steps done."""
+        batch = self.config.num_steps * self.env.num_envs
+        return self.num_timesteps + max(1, total_steps // batch) * batch
+
     def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
         c = self.config
         batch = c.num_steps * self.env.num_envs
-        num_updates = max(1, total_steps // batch)
-        start = self.num_timesteps
-        for update in range(num_updates):
-            progress = update / num_updates
+        for _ in range(max(1, total_steps // batch)):
+            progress = self.schedule_progress()
             if c.anneal_lr:
                 self.set_learning_rate(1.0 - progress)
             rollout = self.collector.collect(self._policy_step, value_fn=self.policy.value)
-            self.num_timesteps = start + (update + 1) * batch
+            self.num_timesteps += batch
             metrics = self.update(rollout, progress)
-            if getattr(self.policy, "obs_norm", None) is not None:  # after the update, which must see the rollout's statistics
-                self.policy.obs_norm.stats.update(rollout.obs)
+            self.after_update(rollout)
             metrics.update(self.collector.stats.summary())
             if not report(metrics):
                 break
+
+    def after_update(self, rollout: Rollout) -> None:
+        """After each update: observation statistics learn from the rollout (after the update, which must
+        see the statistics the rollout was collected with)."""
+        if self.policy.obs_norm is not None:
+            self.policy.obs_norm.stats.update(rollout.obs)
 
     def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
         """One PPO update (``update_epochs`` passes of minibatch SGD) on a rollout."""
@@ -318,3 +331,7 @@ class PPO(Agent):
             if c.target_kl is not None and float(approx_kl) > c.target_kl:
                 break
         return {k: float(v) / count for k, v in stats.items()}
+
+
+register_quick_task(QuickTask("PPO", "gym/CartPole-v1", 100_000,
+                              "500 (rl-baselines3-zoo benchmark, PPO CartPole-v1, 100k steps)"))

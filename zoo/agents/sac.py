@@ -13,13 +13,12 @@ from torch import nn
 
 from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
-from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig, polyak_update
+from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig
+from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
-from zoo.nets import adam, make_encoder, mlp
+from zoo.nets import QNetwork, SquashedGaussianActor, adam, polyak_update
 from zoo.rollout import Obs
-
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 # ----------------------------------------------------------------------------- losses
@@ -81,51 +80,6 @@ class SACConfig(OffPolicyConfig):
         valid_hidden(self)
         if self.tau > 1:
             raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
-
-
-# ----------------------------------------------------------------------------- networks
-class SquashedGaussianActor(nn.Module):
-    """``a = scale * tanh(u) + bias``, ``u ~ N(mu(s), sigma(s))``, with the tanh log-likelihood correction."""
-
-    def __init__(self, observation_space, action_space: spaces.Box, hidden, activation):
-        super().__init__()
-        self.encoder = make_encoder(observation_space)
-        dim = int(np.prod(action_space.shape))
-        self.trunk = mlp(self.encoder.out_dim, hidden, None, activation)
-        self.mean = nn.Linear(hidden[-1], dim)
-        self.log_std = nn.Linear(hidden[-1], dim)
-        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (action_space.low, action_space.high))
-        self.register_buffer("scale", (high - low) / 2.0)
-        self.register_buffer("bias", (high + low) / 2.0)
-
-    def forward(self, obs: Obs, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """A (reparameterised) action and its log-likelihood."""
-        h = self.trunk(self.encoder(obs))
-        mean = self.mean(h)
-        log_std = torch.tanh(self.log_std(h))
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
-        std = log_std.exp()
-        u = mean if deterministic else mean + std * torch.randn_like(mean)
-        y = torch.tanh(u)
-        log_prob = (-0.5 * ((u - mean) / std).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - torch.log(self.scale * (1 - y.square()) + 1e-6).sum(-1)
-        return y * self.scale + self.bias, log_prob
-
-
-class QNetwork(nn.Module):
-    """``Q(s, a)`` for continuous actions: an MLP over [features(s), a] (PyTorch's default init, or orthogonal
-    weights of gain ``orthogonal_gain`` on every layer)."""
-
-    def __init__(self, observation_space, action_space: spaces.Box, hidden, activation,
-                 orthogonal_gain: float | None = None):
-        super().__init__()
-        self.encoder = make_encoder(observation_space)
-        gain = {} if orthogonal_gain is None else dict(orthogonal=True, hidden_gain=orthogonal_gain,
-                                                        output_gain=orthogonal_gain)
-        self.net = mlp(self.encoder.out_dim + int(np.prod(action_space.shape)), hidden, 1, activation, **gain)
-
-    def forward(self, obs: Obs, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([self.encoder(obs), action.float()], dim=1)).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------- agent
@@ -210,3 +164,7 @@ class SAC(OffPolicyAgent):
             polyak_update(self.q1, self.q1_target, c.tau)
             polyak_update(self.q2, self.q2_target, c.tau)
         return out
+
+
+register_quick_task(QuickTask("SAC", "gym/Pendulum-v1", 10_000,
+                              "-202 ± 61 (rl-baselines3-zoo benchmark, SAC Pendulum-v0, 20k steps)"))

@@ -1,4 +1,5 @@
-"""Replay buffers: preallocated numpy storage, numba kernels for gathering and n-step returns.
+"""Replay buffers: preallocated numpy storage, numba kernels for gathering, n-step returns at sample time
+(the kernel :func:`zoo.returns.nstep_return`).
 
 Storage is laid out ``(slots, num_envs, ...)``: each env's transitions form
 one column in time order, so n-step returns and the memory-saving mode can
@@ -19,6 +20,7 @@ from numba import njit
 from zoo.buffers.sumtree import SumTree
 from zoo.envs.host import observation_fields
 from zoo.envs.vec import action_spec, torch_dtype
+from zoo.returns import nstep_return
 from zoo.utils.device import resolve_device
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -55,30 +57,13 @@ def _gather_rows(src, rows, out):
             out[j, k] = src[r, k]
 
 
-@njit(cache=True, inline="always")
-def _nstep_one(rewards, terminated, truncated, s, e, n, gamma, newest, num_slots):
-    """n-step reward sum from (slot s, env e): stops at an episode end and at the newest slot.
-    Returns (sum, discount (0 if terminated), terminated, slot whose next observation bootstraps)."""
-    total, scale, slot, term = 0.0, 1.0, s, False
-    for k in range(n):
-        slot = (s + k) % num_slots
-        total += scale * rewards[slot, e]
-        scale *= gamma
-        if terminated[slot, e]:
-            term = True
-            break
-        if truncated[slot, e] or slot == newest:
-            break
-    return total, (0.0 if term else scale), term, slot
-
-
 @njit(cache=True)
 def _nstep(rewards, terminated, truncated, slots_idx, envs_idx, n, gamma, newest, num_slots,
            out_return, out_discount, out_terminated, out_boot_slot):
     """n-step reward sums for each sampled (slot, env)."""
     for j in range(slots_idx.shape[0]):
-        total, discount, term, slot = _nstep_one(rewards, terminated, truncated, slots_idx[j], envs_idx[j], n, gamma,
-                                                 newest, num_slots)
+        total, discount, term, slot = nstep_return(rewards, terminated, truncated, slots_idx[j], envs_idx[j], n,
+                                                   gamma, newest, num_slots)
         out_return[j] = total
         out_discount[j] = discount
         out_terminated[j] = term
@@ -100,7 +85,7 @@ def _sample_flat(obs, next_obs, actions, rewards, terminated, truncated, draws, 
             out_obs[j, k] = obs[f, k]
         for k in range(width_act):
             out_actions[j, k] = actions[f, k]
-        total, discount, term, slot = _nstep_one(rewards, terminated, truncated, s, e, n, gamma, newest, num_slots)
+        total, discount, term, slot = nstep_return(rewards, terminated, truncated, s, e, n, gamma, newest, num_slots)
         out_rewards[j] = total
         out_discounts[j] = discount
         out_terminated[j] = term

@@ -30,7 +30,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from zoo.buffers.trajectories import PreferenceDataset, TrajectoryStore, regret_teacher, reward_sum_teacher
+from zoo.buffers import TrajectoryStore
+from zoo.datasets.preferences import PreferenceDataset
+from zoo.datasets.teachers import regret_teacher, reward_sum_teacher
 
 BEHAVIOURS = ("expert", "delay", "wrong_subgoal", "biased_noise", "random_phase")
 #: the paper's six tasks (v3 here; the paper used v2)

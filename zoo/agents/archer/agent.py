@@ -27,6 +27,8 @@ from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, critic_loss, f
                                       iql_critic_loss, token_baseline_loss, utterance_advantage)
 from zoo.agents.config import in_unit_interval, positive
 from zoo.agents.language import LanguageAgent, LanguageAgentConfig
+from zoo.agents.quick import QuickTask, register_quick_task
+from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.buffers.utterances import UtteranceReplay, sample_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
@@ -268,11 +270,12 @@ class FilteredBC(LanguageAgent):
 
 
 @dataclasses.dataclass
-class OfflineArCHerConfig(ArCHerConfig):
+class OfflineArCHerConfig(RenamedHyperparameters, ArCHerConfig):
     """Offline ArCHer with the offline reference's defaults (OfflineArcher, Twenty Questions): IQL critic
-    (expectile 0.9) and AWR actor (``awr_beta`` 1, weights unclipped unless ``awr_clip``), gamma 0.99, tau
-    0.05, actor lr 1e-4, critic lr 1e-5, batches of 32 x 4 averaged, no warm-up, no gradient clip;
-    ``warmup_iters`` counts critic-only gradient steps."""
+    (expectile 0.9) and AWR actor (weights ``exp(A / awr_temperature)``, temperature 1 as the reference's
+    ``exp(beta A)`` with beta 1, unclipped unless ``awr_clip``), gamma 0.99, tau 0.05, actor lr 1e-4, critic
+    lr 1e-5, batches of 32 x 4 averaged, no warm-up, no gradient clip; ``warmup_iters`` counts critic-only
+    gradient steps."""
 
     gamma: float = 0.99
     tau: float = 0.05
@@ -284,16 +287,19 @@ class OfflineArCHerConfig(ArCHerConfig):
     max_grad_norm: float | None = None
     warmup_iters: int = 0
     expectile: float = 0.9
-    awr_beta: float = 1.0
+    awr_temperature: float = 1.0
     awr_clip: float | None = None
 
     PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {}  # the online presets are not the offline reference's
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_OFFLINE_ARCHER
+    #: awr_beta was an inverse temperature (weights exp(awr_beta * A))
+    RENAMED = {"awr_beta": Rename("awr_temperature", lambda beta: 1.0 / beta,
+                                  "awr_temperature = 1 / awr_beta: the weights were exp(awr_beta * A)")}
 
     def validate(self) -> None:
         super().validate()
         in_unit_interval(self, "expectile")
-        positive(self, "awr_beta")
+        positive(self, "awr_temperature")
         if self.awr_clip is not None and not self.awr_clip > 0:
             raise ConfigError(f"awr_clip must be positive or None (no clip), got {self.awr_clip}")
 
@@ -304,6 +310,7 @@ class OfflineArCHer(ArCHer):
     evaluation). ``learn(total_steps)`` counts gradient steps; the warm start clones the dataset."""
 
     config_class = OfflineArCHerConfig
+    budget_unit = "gradient steps"
 
     def __init__(self, env, *, dataset: list[list[Turn]] | str | os.PathLike | None = None, seed: int = 0,
                  device="auto", **hyperparameters):
@@ -339,12 +346,13 @@ class OfflineArCHer(ArCHer):
                                self.config.gamma, self.config.expectile)
 
     def actor_step_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """AWR on the dataset's utterances: ``-exp(beta A) log pi(a_data | s)``."""
+        """AWR on the dataset's utterances: ``-exp(A / awr_temperature) log pi(a_data | s)``."""
         observations, actions = batch["observations"], batch["actions"]
         with torch.no_grad():
             advantage = utterance_advantage(*self.critic.critic(observations, actions))
         log_probs, mask = score_utterances(self.actor, self.tokenizer, observations, actions)
-        return awr_actor_loss(advantage, log_probs, mask, self.config.awr_beta, self.config.awr_clip), advantage
+        return awr_actor_loss(advantage, log_probs, mask, self.config.awr_temperature,
+                              self.config.awr_clip), advantage
 
     def _learn(self, total_steps: int, report) -> None:
         if not self.dialogues:
@@ -359,3 +367,16 @@ class OfflineArCHer(ArCHer):
             self.num_timesteps += 1
             if not report(metrics):
                 return
+
+
+def _archer_warm_start(seed: int, scale: float) -> dict[str, Any]:
+    """ArCHer's behaviour-cloning warm start (300 steps for the tiny actor), shortened with the run."""
+    return {"sft_steps": max(10, int(300 * min(scale, 1.0)))}
+
+
+register_quick_task(QuickTask(
+    "ArCHer", "text/twenty-questions-subset", 8_000,
+    "four-word game: weak scripted player -7.3, optimum -1.5; paper's CPU check (8 words): -7.4 -> -5.3 "
+    "in 110 iterations",
+    eval_episodes=64, setup=_archer_warm_start,
+    env_kwargs=dict(num_envs=32, secrets=("dog", "banana", "truck", "chair"))))

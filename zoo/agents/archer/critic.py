@@ -9,8 +9,7 @@ import copy
 import torch
 from torch import nn
 
-from zoo.agents.off_policy import polyak_update
-from zoo.nets import mlp
+from zoo.nets import mlp, polyak_update
 
 
 class UtteranceCritic(nn.Module):

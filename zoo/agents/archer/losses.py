@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from zoo.agents.iql import expectile_loss
+from zoo.losses import awr_weights, expectile_loss
 
 
 def critic_loss(q: tuple[torch.Tensor, torch.Tensor], v: tuple[torch.Tensor, torch.Tensor], reward: torch.Tensor,
@@ -64,13 +64,12 @@ def token_baseline_loss(token_baseline: torch.Tensor, advantage: torch.Tensor,
 
 
 def awr_actor_loss(advantage: torch.Tensor, token_log_probs: torch.Tensor, token_mask: torch.Tensor,
-                   beta: float = 1.0, clip: float | None = None) -> torch.Tensor:
+                   temperature: float = 1.0, clip: float | None = None) -> torch.Tensor:
     """Offline ArCHer's actor: advantage-weighted regression on the dataset's utterances,
-    ``-mean_b[exp(beta * A_b) * sum_t log pi(a_t | s, a_<t)]`` (reference code: beta 1, weights unclipped;
-    ``clip`` caps them)."""
-    weights = torch.exp(beta * advantage.detach())
-    if clip is not None:
-        weights = weights.clamp(max=clip)
+    ``-mean_b[w_b * sum_t log pi(a_t | s, a_<t)]`` with ``w_b = exp(A_b / temperature)``
+    (:func:`zoo.losses.awr_weights`; the reference code's ``exp(beta A)`` with beta 1, so temperature 1,
+    weights unclipped; ``clip`` caps them)."""
+    weights = awr_weights(advantage.detach(), temperature, clip)
     return -(weights * (token_log_probs * token_mask).sum(1)).mean()
 
 

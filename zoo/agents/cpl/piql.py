@@ -21,12 +21,11 @@ from torch.nn import functional as F
 
 from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
-from zoo.agents.cpl.agent import CPL, CPLConfig, flatten_time
-from zoo.agents.iql import awr_weights, expectile_loss  # noqa: F401  (re-exported)
-from zoo.agents.off_policy import polyak_update
-from zoo.agents.sac import QNetwork
+from zoo.agents.cpl.agent import CPL, CPLConfig
+from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.errors import ConfigError
-from zoo.nets import adam, make_encoder, mlp
+from zoo.losses import awr_weights, expectile_loss
+from zoo.nets import QNetwork, adam, flatten_time, make_encoder, mlp, polyak_update, time_slice
 from zoo.rollout import obs_index
 
 
@@ -40,13 +39,14 @@ def preference_reward_loss(reward_sum_a: torch.Tensor, reward_sum_b: torch.Tenso
 
 # ----------------------------------------------------------------------------- config
 @dataclasses.dataclass
-class PIQLConfig(CPLConfig):
+class PIQLConfig(RenamedHyperparameters, CPLConfig):
     """The reference's P-IQL settings (networks 512x512, orthogonal gain 1); the actor is CPL's. ``bc_steps``
     is unused."""
 
     reward_steps: int = 50_000
     expectile: float = 0.7
-    beta: float = 1.0 / 3.0
+    #: AWR weights exp(A / awr_temperature) (the reference's beta 1/3: the advantage times 3), capped at clip_score
+    awr_temperature: float = 1.0 / 3.0
     clip_score: float = 100.0
     tau: float = 0.005
     gamma: float = 0.99
@@ -60,10 +60,11 @@ class PIQLConfig(CPLConfig):
     bc_steps: int = 0
 
     LEGACY_DEFAULTS = {"actor_cosine_steps": 0}
+    RENAMED = {"beta": Rename("awr_temperature", float, "the same value: the weights were already exp(A / beta)")}
 
     def validate(self) -> None:
         super().validate()
-        positive(self, "beta", "clip_score", "tau", "critic_lr", "iql_batch_size")
+        positive(self, "awr_temperature", "clip_score", "tau", "critic_lr", "iql_batch_size")
         valid_hidden(self, "critic_hidden")
         if not 0.0 < self.expectile < 1.0 or not 0.0 <= self.gamma <= 1.0 or self.reward_steps < 0:
             raise ConfigError("expectile must lie in (0, 1), gamma in [0, 1] and reward_steps be >= 0")
@@ -81,10 +82,6 @@ class StateMLP(nn.Module):
 
     def forward(self, obs) -> torch.Tensor:
         return self.net(self.encoder(obs)).squeeze(-1)
-
-
-def _steps(x, start: int, stop: int):
-    return {k: v[:, start:stop] for k, v in x.items()} if isinstance(x, dict) else x[:, start:stop]
 
 
 # ----------------------------------------------------------------------------- agent
@@ -150,8 +147,8 @@ class PIQL(CPL):
             if isinstance(batch["obs_a"], dict) else torch.cat([batch["obs_a"], batch["obs_b"]])
         actions = torch.cat([batch["act_a"], batch["act_b"]]).clamp(-1.0, 1.0)
         L = actions.shape[1]
-        s, a = flatten_time(_steps(obs, 0, L - 1)), flatten_time(actions[:, :L - 1])
-        s_next = flatten_time(_steps(obs, 1, L))
+        s, a = flatten_time(time_slice(obs, 0, L - 1)), flatten_time(actions[:, :L - 1])
+        s_next = flatten_time(time_slice(obs, 1, L))
         if a.shape[0] > c.iql_batch_size:
             pick = torch.as_tensor(self._rng.choice(a.shape[0], c.iql_batch_size, replace=False), device=a.device)
             s, a, s_next = obs_index(s, pick), a[pick], obs_index(s_next, pick)
@@ -165,7 +162,7 @@ class PIQL(CPL):
         v_loss.backward()
         self.value_optimizer.step()
         # policy: advantage-weighted regression, with V from before its update
-        weights = awr_weights(q_target - v.detach(), c.beta, c.clip_score)
+        weights = awr_weights(q_target - v.detach(), c.awr_temperature, c.clip_score)
         policy_loss = -(weights * self.actor.log_prob(s, a)).mean()
         for group in self.optimizer.param_groups:
             group["lr"] = self.actor_lr()

@@ -1,4 +1,4 @@
-"""Return and advantage kernels: discounted returns, GAE, n-step targets and V-trace.
+"""Return and advantage estimators: discounted returns, GAE, n-step targets and V-trace.
 
 Every quantity comes three ways: a numba ``@njit(cache=True)`` kernel over
 preallocated numpy arrays (``*_numba``), a torch function for tensors on any
@@ -52,6 +52,7 @@ __all__ = [
     "gae_torch",
     "nstep_targets_torch",
     "vtrace_torch",
+    "nstep_return",
 ]
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -104,26 +105,39 @@ def _gae_kernel(rewards, values, terminated, truncated, bootstrap_values, last_v
             ret_out[t, i] = a + v
 
 
+@njit(cache=True, inline="always")
+def nstep_return(rewards, terminated, truncated, t, i, n, gamma, last, num_rows):
+    """The n-step return from row ``t`` of column ``i`` (Sutton & Barto 2018, eq. 7.1, without its bootstrap):
+    ``sum_{k<m} gamma^k r_{t+k}`` over ``m <= n`` rows, stopping after the first row that ends the episode
+    (terminated or truncated) and at row ``last`` (the newest row written). Rows are taken modulo ``num_rows``
+    (a circular replay buffer); a ``(T, N)`` block passes ``last = T - 1``, ``num_rows = T``.
+
+    Returns ``(sum, discount, terminated, row)``: ``discount`` is ``gamma^m``, or 0 if the episode terminated
+    within the ``m`` rows; ``row`` is the last row summed, whose next observation the target bootstraps from.
+    The one n-step kernel of the package: :func:`nstep_targets` and :class:`zoo.buffers.ReplayBuffer` use it.
+    """
+    total, scale, row, term = 0.0, 1.0, t, False
+    for k in range(n):
+        row = (t + k) % num_rows
+        total += scale * rewards[row, i]
+        scale *= gamma
+        if terminated[row, i]:
+            term = True
+            break
+        if truncated[row, i] or row == last:
+            break
+    return total, (0.0 if term else scale), term, row
+
+
 @njit(cache=True)
 def _nstep_kernel(rewards, terminated, truncated, n, gamma, ret_out, disc_out, idx_out):
     T, N = rewards.shape
     for t in range(T):
         for i in range(N):
-            acc = 0.0
-            disc = 1.0
-            s = t
-            while True:
-                acc += disc * rewards[s, i]
-                if terminated[s, i]:
-                    disc = 0.0
-                    break
-                disc *= gamma
-                if truncated[s, i] or s - t + 1 == n or s + 1 == T:
-                    break
-                s += 1
-            ret_out[t, i] = acc
-            disc_out[t, i] = disc
-            idx_out[t, i] = s
+            total, discount, _, row = nstep_return(rewards, terminated, truncated, t, i, n, gamma, T - 1, T)
+            ret_out[t, i] = total
+            disc_out[t, i] = discount
+            idx_out[t, i] = row
 
 
 @njit(cache=True)

@@ -1,0 +1,52 @@
+"""Losses and likelihoods that several agents share, as pure functions on tensors.
+
+Each function cites the equation it implements; an agent's own losses stay in
+its module. Conventions: advantage-weighted regression weights are
+``exp(A / temperature)`` (a temperature, never an inverse temperature), capped
+at a maximum weight.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["awr_weights", "expectile_loss", "tanh_gaussian_log_prob"]
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """IQL's asymmetric squared loss ``mean(|tau - 1(u < 0)| u^2)`` on ``u = Q(s, a) - V(s)`` (Kostrikov et al.,
+    2022, "Offline RL with Implicit Q-Learning", eq. 5, with ``tau = expectile``)."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.square()).mean()
+
+
+def awr_weights(advantages: torch.Tensor, temperature: float, max_weight: float | None = None) -> torch.Tensor:
+    """Advantage-weighted regression weights ``min(exp(A / temperature), max_weight)``: AWR's
+    ``exp((R - V(s)) / beta)`` with ``beta = temperature`` (Peng et al., 2019, Algorithm 1) and IQL's policy
+    extraction ``exp(beta (Q - V))`` with the inverse temperature ``beta = 1 / temperature`` (Kostrikov et al.,
+    2022, eq. 7). ``max_weight=None`` leaves them unclipped. No detach here: callers pass advantages that carry
+    no gradient."""
+    weights = torch.exp(advantages / temperature)
+    return weights if max_weight is None else weights.clamp(max=max_weight)
+
+
+def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, *,
+                           std: torch.Tensor | None = None, squashed: torch.Tensor | None = None,
+                           scale: torch.Tensor | float | None = None) -> torch.Tensor:
+    """``log pi(a|s)`` of a tanh-squashed Gaussian action ``a = scale * tanh(u) + bias``, ``u ~ N(mean, std^2)``
+    per dimension, summed over the last axis (Haarnoja et al., 2018, SAC, appendix C, eq. 21):
+    ``sum_i [log N(u_i; mean_i, std_i) - log(scale_i (1 - tanh(u_i)^2) + 1e-6)]``.
+
+    ``std`` is ``exp(log_std)`` when the caller has it already (so that sampling and the likelihood share it);
+    ``squashed`` is ``tanh(u)`` when known (e.g. the clamped dataset action whose ``atanh`` gave ``u``); ``scale``
+    (None: 1) is the action space's half-width. The ``1e-6`` keeps the log finite where ``|tanh u| = 1``.
+    """
+    std = log_std.exp() if std is None else std
+    y = torch.tanh(u) if squashed is None else squashed
+    jacobian = 1 - y.square()
+    if scale is not None:
+        jacobian = scale * jacobian
+    normal = (-0.5 * ((u - mean) / std).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    return normal - torch.log(jacobian + 1e-6).sum(-1)
