@@ -60,7 +60,7 @@ def run(method: str, task: str, data: Path, seed: int, steps: int, episodes: int
                    "PIQL": dict(reward_steps=phase, critic_hidden=(256, 256), actor_cosine_steps=steps)}[method])
     env = make_env(f"metaworld/{task}", seed=seed, max_episode_steps=250)
     agent = get_agent("CPL" if method == "BC" else method)(
-        env, dataset=PreferenceDataset.load(data), seed=seed, device="cpu", **kwargs)
+        env, data=PreferenceDataset.load(data), seed=seed, device="cpu", **kwargs)
     curve = []
     for _ in range(5):
         agent.learn(steps // 5, progress=False)
@@ -74,7 +74,7 @@ def plain_loop_steps_per_second(dataset, steps: int = 200) -> tuple[float, float
     from zoo.agents import CPL
     from zoo.agents.cpl.losses import labelled_pairwise_loss
 
-    agent = CPL("metaworld/drawer-open-v3", dataset=dataset, device="cpu", hidden=(256, 256), batch_size=96,
+    agent = CPL("metaworld/drawer-open-v3", data=dataset, device="cpu", hidden=(256, 256), batch_size=96,
                 bc_steps=0, warmup_steps=0)
     agent.learn(10, progress=False)
     start = time.perf_counter()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from zoo.agents.dqn import double_q_target, linear_schedule, td_loss
-from zoo.agents.ppo import normalize_advantages, ppo_clip_loss, value_loss
+from zoo.losses import normalize_advantages, ppo_clip_loss, value_loss
 from zoo.agents.sac import sac_actor_loss, sac_alpha_loss, sac_critic_loss, sac_target
 
 

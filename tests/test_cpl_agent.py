@@ -60,7 +60,7 @@ def test_variant_defaults_follow_the_paper():
 
 @pytest.mark.parametrize("variant,actor", [("cpl", "deterministic"), ("cpl_kl", "gaussian")])
 def test_cpl_learns_the_teachers_ordering(pendulum_prefs, variant, actor, tmp_path):
-    agent = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", variant=variant, actor=actor,
+    agent = CPL("gym/Pendulum-v1", data=pendulum_prefs, seed=0, device="cpu", variant=variant, actor=actor,
                 hidden=(64, 64), dropout=0.0, batch_size=64, learning_rate=1e-3, bc_steps=50, warmup_steps=20)
     agent.learn(50, progress=False)  # behaviour cloning only
     after_bc = pair_accuracy(agent, pendulum_prefs)
@@ -87,7 +87,7 @@ def test_sft_fine_tunes_on_preferred_segments(pendulum_prefs):
     """After BC on everything, SFT's policy moves towards the preferred segments' actions."""
     from zoo.agents import SFT
 
-    agent = SFT("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(64, 64), dropout=0.0,
+    agent = SFT("gym/Pendulum-v1", data=pendulum_prefs, seed=0, device="cpu", hidden=(64, 64), dropout=0.0,
                 batch_size=64, learning_rate=1e-3, bc_steps=300)
     batch = PreferenceDataset.to_torch(pendulum_prefs.get(np.arange(len(pendulum_prefs.labels))), "cpu")
     preferred = batch["label"] > 0.5
@@ -120,7 +120,7 @@ def test_iql_losses_hand_computed():
 def test_piql_reward_model_then_iql(pendulum_prefs, tmp_path):
     from zoo.agents import PIQL
 
-    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(64, 64), dropout=0.0,
+    agent = PIQL("gym/Pendulum-v1", data=pendulum_prefs, seed=0, device="cpu", hidden=(64, 64), dropout=0.0,
                  critic_hidden=(64, 64), batch_size=64, reward_steps=400, critic_lr=1e-3)
     agent.learn(400, progress=False)
     batch = PreferenceDataset.to_torch(pendulum_prefs.get(np.arange(len(pendulum_prefs.labels))), "cpu")
@@ -143,7 +143,7 @@ def _lr(agent) -> float:
 
 def test_cpl_kl_runs_at_a_tenth_of_the_bc_learning_rate_after_the_switch(pendulum_prefs):
     kw = dict(hidden=(16,), dropout=0.0, batch_size=8, learning_rate=1e-4, bc_steps=3, warmup_steps=4)
-    kl = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", variant="cpl_kl", **kw)
+    kl = CPL("gym/Pendulum-v1", data=pendulum_prefs, device="cpu", variant="cpl_kl", **kw)
     assert kl.config.cpl_lr_multiplier == 0.1
     kl.learn(3, progress=False)
     assert _lr(kl) == pytest.approx(1e-4)  # BC at the full rate
@@ -151,11 +151,11 @@ def test_cpl_kl_runs_at_a_tenth_of_the_bc_learning_rate_after_the_switch(pendulu
     assert _lr(kl) == pytest.approx(1e-5 * 1 / 4)  # first step of the warm-up towards the peak 1e-5
     kl.learn(10, progress=False)
     assert _lr(kl) == pytest.approx(1e-5)
-    plain = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", **kw)
+    plain = CPL("gym/Pendulum-v1", data=pendulum_prefs, device="cpu", **kw)
     plain.learn(20, progress=False)
     assert _lr(plain) == pytest.approx(1e-4)
     # without a BC phase the reference never starts the warm-up: a constant rate
-    no_bc = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", **{**kw, "bc_steps": 0})
+    no_bc = CPL("gym/Pendulum-v1", data=pendulum_prefs, device="cpu", **{**kw, "bc_steps": 0})
     no_bc.learn(1, progress=False)
     assert _lr(no_bc) == pytest.approx(1e-4)
 
@@ -184,9 +184,9 @@ def dense_prefs(pendulum_prefs):
 
 
 def test_dense_data_pairs_each_segment_with_a_fresh_random_partner(dense_prefs, pendulum_prefs):
-    agent = CPL("gym/Pendulum-v1", dataset=dense_prefs, device="cpu", batch_size=256)
+    agent = CPL("gym/Pendulum-v1", data=dense_prefs, device="cpu", batch_size=256)
     assert agent.pairing == "random"
-    assert CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu").pairing == "fixed"  # sparse: its pairs
+    assert CPL("gym/Pendulum-v1", data=pendulum_prefs, device="cpu").pairing == "fixed"  # sparse: its pairs
     starts, scores = dense_prefs.segments()
     assert starts.size == 1200  # sparse pairs are disjoint: every segment of the 600 pairs
     fixed_pairs = set(zip(dense_prefs.starts_a.tolist(), dense_prefs.starts_b.tolist()))
@@ -204,7 +204,7 @@ def test_dense_data_pairs_each_segment_with_a_fresh_random_partner(dense_prefs, 
     with pytest.raises(ConfigError, match="pairing='random'"):
         no_scores = PreferenceDataset(obs, dense_prefs.actions, dense_prefs.starts_a, dense_prefs.starts_b,
                                       dense_prefs.segment_length, dense_prefs.labels)
-        CPL("gym/Pendulum-v1", dataset=no_scores, device="cpu", pairing="random")
+        CPL("gym/Pendulum-v1", data=no_scores, device="cpu", pairing="random")
 
 
 def test_sft_keeps_both_segments_of_a_tie():
@@ -218,7 +218,7 @@ def test_sft_keeps_both_segments_of_a_tie():
 def test_piql_trains_iql_alongside_the_reward_model_with_a_cosine_actor_schedule(pendulum_prefs):
     from zoo.agents import PIQL
 
-    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(16,), dropout=0.0,
+    agent = PIQL("gym/Pendulum-v1", data=pendulum_prefs, seed=0, device="cpu", hidden=(16,), dropout=0.0,
                  critic_hidden=(16,), batch_size=8, reward_steps=10, actor_cosine_steps=20)
     assert agent.config.critic_hidden == (16,) and PIQL("gym/Pendulum-v1", device="cpu").config.critic_hidden \
         == (512, 512)
@@ -239,7 +239,7 @@ def test_piql_reads_v_next_after_the_value_update(pendulum_prefs, monkeypatch):
     """The critics' target uses V(s') from the value net as it is after this step's value update."""
     from zoo.agents import PIQL
 
-    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(16,), dropout=0.0,
+    agent = PIQL("gym/Pendulum-v1", data=pendulum_prefs, seed=0, device="cpu", hidden=(16,), dropout=0.0,
                  critic_hidden=(16,), batch_size=8, reward_steps=0)
     calls = []
     real_step = agent.value_optimizer.step
@@ -258,7 +258,7 @@ def test_old_checkpoints_keep_the_behaviour_they_were_trained_with(pendulum_pref
 
     old = CPLConfig.upgrade_saved({"variant": "cpl_kl", "bc_steps": 10})
     assert old["pairing"] == "fixed" and old["cpl_lr_multiplier"] == 1.0
-    agent = CPL("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", hidden=(8,), variant="cpl_kl", bc_steps=2)
+    agent = CPL("gym/Pendulum-v1", data=pendulum_prefs, device="cpu", hidden=(8,), variant="cpl_kl", bc_steps=2)
     path = agent.save(tmp_path / "kl.safetensors")
     from zoo.checkpoint import load_checkpoint, save_checkpoint
 
@@ -266,7 +266,7 @@ def test_old_checkpoints_keep_the_behaviour_they_were_trained_with(pendulum_pref
     for key in ("pairing", "cpl_lr_multiplier"):  # as an older zoo wrote it
         del config["hyperparameters"][key]
     save_checkpoint(path, tensors, config, kind="agent/CPL")
-    loaded = CPL.load(path, device="cpu", dataset=pendulum_prefs)
+    loaded = CPL.load(path, device="cpu", data=pendulum_prefs)
     assert loaded.config.cpl_lr_multiplier == 1.0 and loaded.pairing == "fixed"
     assert json.loads(json.dumps(loaded.config.to_dict()))["variant"] == "cpl_kl"
 
@@ -287,7 +287,7 @@ def test_piql_awr_weights_come_from_the_shared_function_at_its_old_temperature(p
         return weights
 
     monkeypatch.setattr(piql_module, "awr_weights", spy)
-    agent = PIQL("gym/Pendulum-v1", dataset=pendulum_prefs, seed=0, device="cpu", hidden=(8,), critic_hidden=(8,),
+    agent = PIQL("gym/Pendulum-v1", data=pendulum_prefs, seed=0, device="cpu", hidden=(8,), critic_hidden=(8,),
                  batch_size=4, iql_batch_size=16)
     agent.learn(2, progress=False)
     assert calls == [(1.0 / 3.0, 100.0)] * 2
@@ -307,3 +307,43 @@ def test_piql_beta_is_now_awr_temperature(pendulum_prefs, tmp_path):
     with pytest.warns(UserWarning, match="beta=0.25, now awr_temperature=0.25"):
         loaded = PIQL.load(path, device="cpu")
     assert loaded.config.awr_temperature == 0.25
+
+
+def test_the_preference_learners_are_siblings_holding_only_their_settings(tmp_path, pendulum_prefs):
+    from zoo.agents import PIQL, SFT
+    from zoo.agents.cpl.family import PreferenceLearner
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+
+    for cls in (CPL, SFT, PIQL):
+        assert cls.__mro__[1] is PreferenceLearner and cls.budget_unit == "gradient steps"
+    piql_fields, sft_fields = set(PIQL.config_class.field_names()), set(SFT.config_class.field_names())
+    assert not {"variant", "alpha", "lam", "bc_coeff", "bc_steps", "warmup_steps", "score_mode"} & piql_fields
+    assert "bc_steps" in sft_fields and not {"variant", "alpha", "lam", "warmup_steps"} & sft_fields
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'bc_steps'"):
+        PIQL("gym/Pendulum-v1", device="cpu", bc_steps=0)
+    # a P-IQL checkpoint written while its config still carried CPL's settings loads
+    agent = PIQL("gym/Pendulum-v1", device="cpu", hidden=(8,), critic_hidden=(8,))
+    path = agent.save(tmp_path / "piql.safetensors")
+    tensors, config = load_checkpoint(path)
+    config["hyperparameters"].update(variant="cpl", alpha=0.1, lam=0.5, bc_steps=0, warmup_steps=10_000)
+    save_checkpoint(path, tensors, config, kind="agent/PIQL")
+    loaded = PIQL.load(path, device="cpu", data=pendulum_prefs)
+    assert loaded.data is pendulum_prefs and loaded.config == agent.config
+
+
+def test_data_is_a_path_or_a_dataset_and_load_takes_it_too(tmp_path, pendulum_prefs):
+    from zoo.agents import SFT
+
+    path = pendulum_prefs.save(tmp_path / "prefs.npz")
+    agent = SFT("gym/Pendulum-v1", data=path, device="cpu", hidden=(8,), bc_steps=2)
+    assert len(agent.data.labels) == len(pendulum_prefs.labels)
+    agent.learn(4, progress=False)
+    ckpt = agent.save(tmp_path / "sft.safetensors")
+    assert SFT.load(ckpt, device="cpu").data is None  # checkpoints keep no data
+    resumed = SFT.load(ckpt, device="cpu", data=path)
+    resumed.learn(2, progress=False)
+    assert resumed.num_timesteps == 6
+    with pytest.warns(DeprecationWarning, match="data="):
+        SFT("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", hidden=(8,))
+    with pytest.raises(ConfigError, match="data="):
+        SFT("gym/Pendulum-v1", device="cpu", hidden=(8,)).learn(1, progress=False)

@@ -22,7 +22,7 @@ def test_cpl_beats_behaviour_cloning_on_drawer_open():
     results = {}
     for name, bc_steps in (("bc", STEPS), ("cpl", 1000)):  # BC on all data vs 1k BC steps then CPL
         env = zoo.make_env("metaworld/drawer-open-v3", seed=0, max_episode_steps=250)  # the paper's horizon
-        agent = CPL(env, dataset=dataset, seed=0, device="cpu", bc_steps=bc_steps, **SMALL)
+        agent = CPL(env, data=dataset, seed=0, device="cpu", bc_steps=bc_steps, **SMALL)
         agent.learn(STEPS, progress=False)
         results[name] = agent.evaluate(50)["success_rate"]
         env.close()

@@ -50,3 +50,28 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.T
         jacobian = scale * jacobian
     normal = (-0.5 * ((u - mean) / std).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
     return normal - torch.log(jacobian + 1e-6).sum(-1)
+
+
+def ppo_clip_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Negated clipped surrogate objective, Schulman et al. (2017) eq. 7:
+    ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = exp(log_ratio)``."""
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None,
+               clip_coef: float | None = None) -> torch.Tensor:
+    """``0.5 * mean((V - R)^2)``; with ``clip_coef``, the pessimistic clipped form of the PPO reference code
+    (``max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)``)."""
+    unclipped = (values - returns).square()
+    if clip_coef is None or old_values is None:
+        return 0.5 * unclipped.mean()
+    clipped = (old_values + (values - old_values).clamp(-clip_coef, clip_coef) - returns).square()
+    return 0.5 * torch.max(unclipped, clipped).mean()
+
+
+def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-minibatch advantage normalisation (zero mean, unit std)."""
+    return (advantages - advantages.mean()) / (advantages.std() + eps)

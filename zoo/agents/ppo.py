@@ -22,35 +22,10 @@ from zoo.agents.config import AgentConfig, in_unit_interval, positive, valid_hid
 from zoo.agents.normalize import ObservationNormalizer, RewardScaler
 from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.errors import ConfigError
-from zoo.nets import adam, make_encoder, mlp
+from zoo.losses import normalize_advantages, ppo_clip_loss, value_loss
+from zoo.nets import adam, flatten_time, make_encoder, mlp
 from zoo.returns import gae
 from zoo.rollout import Obs, PolicyStep, Rollout, RolloutCollector, obs_index
-
-
-# ----------------------------------------------------------------------------- losses
-def ppo_clip_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
-    """Negated clipped surrogate objective, Schulman et al. (2017) eq. 7:
-    ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = exp(log_ratio)``."""
-    ratio = log_ratio.exp()
-    unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
-    return -torch.min(unclipped, clipped).mean()
-
-
-def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None,
-               clip_coef: float | None = None) -> torch.Tensor:
-    """``0.5 * mean((V - R)^2)``; with ``clip_coef``, the pessimistic clipped form of the PPO reference code
-    (``max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)``)."""
-    unclipped = (values - returns).square()
-    if clip_coef is None or old_values is None:
-        return 0.5 * unclipped.mean()
-    clipped = (old_values + (values - old_values).clamp(-clip_coef, clip_coef) - returns).square()
-    return 0.5 * torch.max(unclipped, clipped).mean()
-
-
-def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-minibatch advantage normalisation (zero mean, unit std)."""
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
 
 
 # ----------------------------------------------------------------------------- config
@@ -301,10 +276,9 @@ class PPO(Agent):
         rewards = self.process_rewards(rollout)
         advantages, returns = self.compute_advantages(rollout, rewards)
         B = rollout.num_steps * rollout.num_envs
-        flat = lambda x: x.reshape(B, *x.shape[2:])  # noqa: E731
-        obs = {k: flat(v) for k, v in rollout.obs.items()} if isinstance(rollout.obs, dict) else flat(rollout.obs)
-        actions, old_logp, old_values = flat(rollout.actions), flat(rollout.log_probs), flat(rollout.values)
-        advantages, returns = flat(advantages), flat(returns)
+        obs = flatten_time(rollout.obs)
+        actions, old_logp, old_values = (flatten_time(x) for x in (rollout.actions, rollout.log_probs, rollout.values))
+        advantages, returns = flatten_time(advantages), flatten_time(returns)
         epochs, minibatches = self.minibatch_schedule()
         mb_size = B // minibatches
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}

@@ -24,10 +24,10 @@ from torch import nn
 from zoo.agents import register_agent
 from zoo.agents.config import in_unit_interval, positive
 from zoo.agents.language import LanguageAgent, LanguageAgentConfig
-from zoo.agents.ppo import ppo_clip_loss, value_loss
 from zoo.envs.text.dialogues import Turn
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids
+from zoo.losses import ppo_clip_loss, value_loss
 from zoo.nets import adam
 
 

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
-from zoo.agents.cpl.agent import CPL, CPLConfig
+from zoo.agents.cpl.family import PreferenceConfig, PreferenceLearner
 from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.errors import ConfigError
 from zoo.losses import awr_weights, expectile_loss
@@ -39,9 +39,8 @@ def preference_reward_loss(reward_sum_a: torch.Tensor, reward_sum_b: torch.Tenso
 
 # ----------------------------------------------------------------------------- config
 @dataclasses.dataclass
-class PIQLConfig(RenamedHyperparameters, CPLConfig):
-    """The reference's P-IQL settings (networks 512x512, orthogonal gain 1); the actor is CPL's. ``bc_steps``
-    is unused."""
+class PIQLConfig(RenamedHyperparameters, PreferenceConfig):
+    """The reference's P-IQL settings (networks 512x512, orthogonal gain 1); the actor is CPL's."""
 
     reward_steps: int = 50_000
     expectile: float = 0.7
@@ -57,9 +56,11 @@ class PIQLConfig(RenamedHyperparameters, CPLConfig):
     #: the actor's learning rate decays from learning_rate to 0 along a cosine over this many steps (the
     #: reference: its whole 500k-step run); 0 keeps it constant
     actor_cosine_steps: int = 500_000
-    bc_steps: int = 0
 
     LEGACY_DEFAULTS = {"actor_cosine_steps": 0}
+    #: CPL's settings, which P-IQL's config carried (unused) before it stopped inheriting CPL's
+    REMOVED_FIELDS = ("variant", "alpha", "lam", "bc_coeff", "cpl_lr_multiplier", "bc_steps", "warmup_steps",
+                      "score_mode")
     RENAMED = {"beta": Rename("awr_temperature", float, "the same value: the weights were already exp(A / beta)")}
 
     def validate(self) -> None:
@@ -86,7 +87,7 @@ class StateMLP(nn.Module):
 
 # ----------------------------------------------------------------------------- agent
 @register_agent
-class PIQL(CPL):
+class PIQL(PreferenceLearner):
     """Preference-based IQL: a reward model trained for ``reward_steps``, and IQL on its rewards throughout."""
 
     config_class = PIQLConfig
@@ -150,7 +151,7 @@ class PIQL(CPL):
         s, a = flatten_time(time_slice(obs, 0, L - 1)), flatten_time(actions[:, :L - 1])
         s_next = flatten_time(time_slice(obs, 1, L))
         if a.shape[0] > c.iql_batch_size:
-            pick = torch.as_tensor(self._rng.choice(a.shape[0], c.iql_batch_size, replace=False), device=a.device)
+            pick = torch.as_tensor(self.np_random.choice(a.shape[0], c.iql_batch_size, replace=False), device=a.device)
             s, a, s_next = obs_index(s, pick), a[pick], obs_index(s_next, pick)
         with torch.no_grad():
             reward = self.reward_model(s, a)
