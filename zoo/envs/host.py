@@ -411,6 +411,15 @@ class HostVecEnv(VecEnv):
         if self.closed:
             raise RuntimeError(f"{self.env_id}: this VecEnv is closed")
 
+    def _drain_replies(self, timeout_s: float = 5.0) -> None:
+        """Take one pending reply from each worker, if it comes within ``timeout_s`` (closing: errors ignored)."""
+        for conn in self._conns:
+            try:
+                if conn.poll(timeout_s):
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+
     def close(self) -> None:
         if self.closed:
             return
@@ -421,23 +430,14 @@ class HostVecEnv(VecEnv):
             return
         if self._step_in_flight:  # let the workers finish the pending step and take its replies first
             self._step_in_flight = False
-            for conn in self._conns:
-                try:
-                    if conn.poll(5):
-                        conn.recv()
-                except (EOFError, OSError):
-                    pass
+            self._drain_replies()
         for conn in self._conns:
             try:
                 conn.send(("close", None))
             except (BrokenPipeError, OSError):
                 pass
+        self._drain_replies()
         for conn in self._conns:
-            try:
-                if conn.poll(5):
-                    conn.recv()
-            except (EOFError, OSError):
-                pass
             conn.close()
         for proc in self._workers:
             proc.join(timeout=5)
