@@ -54,8 +54,10 @@ def run(method: str, task: str, data: Path, seed: int, steps: int, episodes: int
     torch.set_num_threads(1)
     # a sixth of the steps as the BC / reward-model phase (the paper: 200k of 500k)
     phase = max(1, steps // 6)
-    kwargs = dict(SMALL, warmup_steps=min(10_000, steps // 10))
-    kwargs.update({"BC": dict(bc_steps=steps), "SFT": dict(bc_steps=phase), "CPL": dict(bc_steps=phase),
+    warmup = min(10_000, steps // 10)  # CPL's warm-up after its BC phase (SFT and P-IQL have none)
+    kwargs = dict(SMALL)
+    kwargs.update({"BC": dict(bc_steps=steps, warmup_steps=warmup), "SFT": dict(bc_steps=phase),
+                   "CPL": dict(bc_steps=phase, warmup_steps=warmup),
                    # the actor's cosine spans the run, as the reference's spans its 500k steps
                    "PIQL": dict(reward_steps=phase, critic_hidden=(256, 256), actor_cosine_steps=steps)}[method])
     env = make_env(f"metaworld/{task}", seed=seed, max_episode_steps=250)

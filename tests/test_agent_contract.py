@@ -147,3 +147,37 @@ def test_the_budget_unit_is_recorded_and_named_in_errors():
 def test_online_agents_refuse_data():
     with pytest.raises(ConfigError, match="takes no data"):
         PPO("gym/CartPole-v1", device="cpu", data="some.npz")
+
+
+def test_nested_scopes_of_two_agents_keep_their_streams_apart():
+    a, b = AgentRandomness(0), AgentRandomness(1)
+    with a.active():
+        a1 = torch.rand(2)
+        with b.active():
+            b1 = torch.rand(2)
+            with a.active():  # an inner agent calling back into the outer one
+                a2 = torch.rand(2)
+            b2 = torch.rand(2)
+        a3 = torch.rand(2)
+    torch.manual_seed(0)
+    assert torch.equal(torch.cat([a1, a2, a3]), torch.rand(6))
+    torch.manual_seed(1)
+    assert torch.equal(torch.cat([b1, b2]), torch.rand(4))
+
+
+def test_callbacks_and_stochastic_evaluation_do_not_draw_from_the_training_stream():
+    plain = PPO("gym/CartPole-v1", seed=3, device="cpu", schedule_steps=128, **PPO_SMALL)
+    plain.learn(128, progress=False)
+    busy = PPO("gym/CartPole-v1", seed=3, device="cpu", schedule_steps=128, **PPO_SMALL)
+    seen = []
+
+    def callback(agent, metrics):
+        seen.append(torch.rand(1))  # the caller's generator, not the agent's
+        agent.evaluate(2, deterministic=False)
+
+    busy.learn(64, callback=callback, progress=False)
+    first = busy.evaluate(3, deterministic=False)
+    assert busy.evaluate(3, deterministic=False) == first  # evaluation: its own stream, the same each call
+    busy.learn(64, progress=False)
+    assert seen and len(set(float(x) for x in seen)) == len(seen)
+    assert_same(parameters(plain.policy), parameters(busy.policy))

@@ -319,7 +319,7 @@ def test_the_preference_learners_are_siblings_holding_only_their_settings(tmp_pa
     piql_fields, sft_fields = set(PIQL.config_class.field_names()), set(SFT.config_class.field_names())
     assert not {"variant", "alpha", "lam", "bc_coeff", "bc_steps", "warmup_steps", "score_mode"} & piql_fields
     assert "bc_steps" in sft_fields and not {"variant", "alpha", "lam", "warmup_steps"} & sft_fields
-    with pytest.raises(ConfigError, match="unknown hyperparameter 'bc_steps'"):
+    with pytest.raises(ConfigError, match="PIQL no longer has the hyperparameter 'bc_steps'"):
         PIQL("gym/Pendulum-v1", device="cpu", bc_steps=0)
     # a P-IQL checkpoint written while its config still carried CPL's settings loads
     agent = PIQL("gym/Pendulum-v1", device="cpu", hidden=(8,), critic_hidden=(8,))
@@ -347,3 +347,10 @@ def test_data_is_a_path_or_a_dataset_and_load_takes_it_too(tmp_path, pendulum_pr
         SFT("gym/Pendulum-v1", dataset=pendulum_prefs, device="cpu", hidden=(8,))
     with pytest.raises(ConfigError, match="data="):
         SFT("gym/Pendulum-v1", device="cpu", hidden=(8,)).learn(1, progress=False)
+
+
+def test_data_from_another_task_is_a_clear_error(pendulum_prefs):
+    with pytest.raises(ConfigError, match="observations have shape .*3.* but gym/MountainCarContinuous-v0 observes"):
+        CPL("gym/MountainCarContinuous-v0", data=pendulum_prefs, device="cpu", hidden=(8,))
+    with pytest.raises(ConfigError, match="PreferenceDataset or the path"):
+        CPL("gym/Pendulum-v1", data={"obs": 1}, device="cpu", hidden=(8,))

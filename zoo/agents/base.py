@@ -24,6 +24,7 @@ from zoo import __version__
 from zoo.agents.config import AgentConfig
 from zoo.checkpoint import load_checkpoint, pack_state, save_checkpoint, unpack_state
 from zoo.envs import make_env
+from zoo.envs.host import HostVecEnv
 from zoo.envs.vec import BatchedEnv, VecEnv
 from zoo.errors import CheckpointError, ConfigError
 from zoo.logger import RunLogger
@@ -65,6 +66,8 @@ class Agent:
     budget_unit: str = "env steps"
     #: offline agents learn from ``data=`` (a dataset object or a path) and implement :meth:`use_data`
     learns_from_data: bool = False
+    #: what ``data=`` holds, for messages ("a preference dataset", "logged dialogues")
+    data_description: str = "data"
 
     def __init__(self, env: str | VecEnv, *, seed: int = 0, device: str | torch.device = "auto", data: Any = None,
                  **hyperparameters):
@@ -168,6 +171,10 @@ class Agent:
         """
         if not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r} ({self.budget_unit})")
+        if self.learns_from_data and self.data is None:
+            raise ConfigError(f"{type(self).__name__} learns from {self.data_description} and has none: build it with "
+                              f"{type(self).__name__}(env, data=...) or load it with "
+                              f"{type(self).__name__}.load(path, data=...)")
         if self.schedule_steps is None:
             self.schedule_steps = getattr(self.config, "schedule_steps", None) or \
                 self.default_schedule_steps(total_steps)
@@ -187,8 +194,10 @@ class Agent:
                 if self.logger is not None and (force or now - last_log[0] >= log_interval_s):
                     self.logger.log(self.num_timesteps, metrics)
                     last_log[0] = now
-                if callback is not None and callback(self, metrics) is False:
-                    return False
+                if callback is not None:
+                    with self.randomness.suspended():  # the callback's draws are the caller's, not the agent's
+                        if callback(self, metrics) is False:
+                            return False
                 return True
 
             self._learn(total_steps, report)
@@ -206,21 +215,24 @@ class Agent:
             obs = torch.as_tensor(obs, device=self.device)
         return self._act(obs, deterministic)
 
-    @with_own_randomness
     def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: BatchedEnv | None = None,
                  seed: int | None = None) -> dict[str, float]:
         """Mean/std return, mean length (and success rate) over ``n_episodes`` fresh episodes.
 
         Runs on ``env`` if given, else on a new env like the training one
         (seeded apart from training), so that training envs keep their state.
-        Numeric and text envs go through the same loop (:func:`~zoo.rollout.evaluate_policy`).
+        A stochastic policy samples from a stream of its own, seeded with
+        ``seed``: evaluating never changes what training draws next, and the
+        same parameters and seed give the same result. Numeric and text envs
+        go through the same loop (:func:`~zoo.rollout.evaluate_policy`).
         """
+        seed = self.seed + 1_000_003 if seed is None else seed
         own_env = env is None
         if own_env:
             env = self.evaluation_env(n_episodes)
         try:
-            seed = self.seed + 1_000_003 if seed is None else seed
-            return evaluate_policy(env, lambda obs: self._act(obs, deterministic), n_episodes, seed=seed)
+            with self.randomness.isolated(seed):
+                return evaluate_policy(env, lambda obs: self._act(obs, deterministic), n_episodes, seed=seed)
         finally:
             if own_env:
                 env.close()
@@ -230,7 +242,7 @@ class Agent:
         if self.env_id is None:
             raise ConfigError("evaluate() needs env= when the agent was built from a VecEnv without an id")
         kwargs = dict(self.env.make_kwargs)
-        if self.env.host_simulated:
+        if isinstance(self.env, HostVecEnv):
             kwargs["vectorization"] = "sync"
         return make_env(self.env_id, num_envs=min(n_episodes, 8), device=self.device, **kwargs)
 

@@ -44,6 +44,10 @@ class AgentConfig:
     def check_keys(cls, keys) -> None:
         names = cls.field_names()
         for key in keys:
+            if key in cls.REMOVED_FIELDS:
+                raise ConfigError(f"{cls.__name__.removesuffix('Config')} no longer has the hyperparameter {key!r} "
+                                  f"(a setting it never used; older checkpoints that carry it still load): "
+                                  f"drop it")
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
                 hint = f" Did you mean: {', '.join(close)}?" if close else ""

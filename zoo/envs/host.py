@@ -375,8 +375,15 @@ class HostVecEnv(VecEnv):
                     f"{self.single_action_space} (valid: {self._action_low}..{self._action_high})")
         self._views[("actions", None)][...] = host_actions
         if self.vectorization != "sync":
-            for conn in self._conns:
-                conn.send(("step", None))
+            for w, conn in enumerate(self._conns):
+                try:
+                    conn.send(("step", None))
+                except (BrokenPipeError, OSError) as exc:
+                    self._step_in_flight = w > 0  # the workers before it are stepping: close() drains them
+                    code = self._workers[w].exitcode
+                    self.close()
+                    raise RuntimeError(f"{self.env_id}: env worker {w} is gone (exit code {code}): {exc}; this "
+                                       f"VecEnv is closed, build a new one") from exc
         self._step_in_flight = True
 
     def step_wait(self):

@@ -54,73 +54,128 @@ def derive_seed(seed: int | None, index: int) -> int | None:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
+#: the installed generator owners, innermost last: ``(owner, the state that was live before the outermost
+#: owner was installed)``; the live torch state belongs to the last owner (single-threaded use)
+_INSTALLED: list[tuple["AgentRandomness", Any]] = []
+
+
 class AgentRandomness:
     """The random generators one agent owns: torch's (CPU, and the agent's CUDA device if any) and numpy's.
 
     ``with randomness.active(): ...`` runs the block with the agent's torch
-    state in place of the global one and puts the global state back afterwards
-    (re-entrant: a nested ``active()`` of the same object is a no-op), so two
-    agents built with the same seed give the same results whatever runs
-    between or around them. ``numpy`` is the agent's ``np.random.Generator``.
+    state in place of whatever was live, and puts that back afterwards. Scopes
+    nest across agents (an outer agent driving inner ones, as PARL's outer
+    loop or a population does): each draws from its own stream, and a nested
+    ``active()`` of the owner already installed is a no-op. ``suspended()``
+    hands the generator back to whoever was live before (user callbacks run
+    so), ``isolated(seed)`` runs a block on a fresh stream that leaves this one
+    untouched (evaluation). ``numpy`` is the agent's ``np.random.Generator``.
     """
 
     def __init__(self, seed: int, device=None):
         import torch
 
         seed = check_seed(seed)
+        self.seed = seed
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._cuda = self.device.type == "cuda"
         self.numpy = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(seed)
-        self._cpu_state = gen.get_state()
-        self._cuda_state = None
+        self._cpu_state = torch.Generator().manual_seed(seed).get_state()
+        self._cuda_state = torch.Generator(device=self.device).manual_seed(seed).get_state() if self._cuda else None
+
+    # -- installing and removing the torch state -------------------------------------
+    def _installed(self) -> bool:
+        return bool(_INSTALLED) and _INSTALLED[-1][0] is self
+
+    def _live(self) -> tuple:
+        import torch
+
+        return torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self._cuda else None)
+
+    def _install(self, state: tuple | None = None) -> None:
+        import torch
+
+        cpu, cuda = state if state is not None else (self._cpu_state, self._cuda_state)
+        torch.set_rng_state(cpu)
+        if self._cuda and cuda is not None:
+            torch.cuda.set_rng_state(cuda, self.device)
+
+    def _keep(self, state: tuple) -> None:
+        self._cpu_state, cuda = state
         if self._cuda:
-            cuda_gen = torch.Generator(device=self.device).manual_seed(seed)
-            self._cuda_state = cuda_gen.get_state()
-        self._depth = 0
+            self._cuda_state = cuda
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        import torch
-
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+        if self._installed():
+            yield
             return
-        outer_cpu = torch.get_rng_state()
-        outer_cuda = torch.cuda.get_rng_state(self.device) if self._cuda else None
-        torch.set_rng_state(self._cpu_state)
-        if self._cuda:
-            torch.cuda.set_rng_state(self._cuda_state, self.device)
-        self._depth = 1
+        live = self._live()
+        if _INSTALLED:
+            _INSTALLED[-1][0]._keep(live)  # the live state is the current owner's: it keeps it
+            outer = None
+        else:
+            outer = live  # the process's own state, put back when the outermost scope ends
+        self._install()
+        _INSTALLED.append((self, outer))
         try:
             yield
         finally:
-            self._depth = 0
-            self._cpu_state = torch.get_rng_state()
-            torch.set_rng_state(outer_cpu)
-            if self._cuda:
-                self._cuda_state = torch.cuda.get_rng_state(self.device)
-                torch.cuda.set_rng_state(outer_cuda, self.device)
+            owner, outer = _INSTALLED.pop()
+            self._keep(self._live())
+            if _INSTALLED:
+                _INSTALLED[-1][0]._install()
+            else:
+                self._install(outer)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Run the block with the generator state that was live before this owner's ``active()``."""
+        if not self._installed():
+            yield
+            return
+        _, outer = _INSTALLED.pop()
+        self._keep(self._live())
+        if _INSTALLED:
+            _INSTALLED[-1][0]._install()
+        else:
+            self._install(outer)
+        try:
+            yield
+        finally:
+            live = self._live()
+            if _INSTALLED:
+                _INSTALLED[-1][0]._keep(live)
+            else:
+                outer = live
+            self._install()
+            _INSTALLED.append((self, outer))
+
+    def isolated(self, seed: int):
+        """A scope on a fresh stream seeded with ``seed`` (this owner's stream is not drawn from)."""
+        return AgentRandomness(seed, self.device).active()
 
     # -- checkpoints --------------------------------------------------------------
     def state_tensors(self) -> dict[str, Any]:
         """The torch generator states as uint8 tensors (for a safetensors checkpoint)."""
-        out = {"cpu": self._current_cpu_state().clone()}
+        cpu, cuda = self._live() if self._installed() else (self._cpu_state, self._cuda_state)
+        out = {"cpu": cpu.clone()}
         if self._cuda:
-            out["cuda"] = self._current_cuda_state().clone()
+            out["cuda"] = cuda.clone()
         return out
 
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
         import torch
 
+        cpu, cuda = self._live() if self._installed() else (self._cpu_state, self._cuda_state)
         if "cpu" in tensors:
-            self._set_cpu_state(tensors["cpu"].to("cpu", torch.uint8))
+            cpu = tensors["cpu"].to("cpu", torch.uint8)
         if self._cuda and "cuda" in tensors:
-            self._set_cuda_state(tensors["cuda"].to("cpu", torch.uint8))
+            cuda = tensors["cuda"].to("cpu", torch.uint8)
+        if self._installed():
+            self._install((cpu, cuda))
+        else:
+            self._keep((cpu, cuda))
 
     def numpy_state(self) -> dict[str, Any]:
         """The numpy generator's state (JSON-able)."""
@@ -130,29 +185,3 @@ class AgentRandomness:
         bitgen = self.numpy.bit_generator
         if state.get("bit_generator") == type(bitgen).__name__:
             bitgen.state = state
-
-    def _current_cpu_state(self):
-        import torch
-
-        return torch.get_rng_state() if self._depth else self._cpu_state
-
-    def _current_cuda_state(self):
-        import torch
-
-        return torch.cuda.get_rng_state(self.device) if self._depth else self._cuda_state
-
-    def _set_cpu_state(self, state) -> None:
-        import torch
-
-        if self._depth:
-            torch.set_rng_state(state)
-        else:
-            self._cpu_state = state
-
-    def _set_cuda_state(self, state) -> None:
-        import torch
-
-        if self._depth:
-            torch.cuda.set_rng_state(state, self.device)
-        else:
-            self._cuda_state = state

@@ -102,6 +102,7 @@ class PreferenceLearner(Agent):
     config: PreferenceConfig
     budget_unit = "gradient steps"
     learns_from_data = True
+    data_description = "a preference dataset"
 
     def _build(self) -> None:
         c = self.config
@@ -113,10 +114,31 @@ class PreferenceLearner(Agent):
 
     def use_data(self, data: PreferenceDataset | str | os.PathLike) -> None:
         """Learn from ``data``: a :class:`~zoo.datasets.PreferenceDataset` or the path of one saved with ``save``."""
-        if not isinstance(data, PreferenceDataset):
+        if isinstance(data, (str, os.PathLike)):
             data = PreferenceDataset.load(data)
+        elif not isinstance(data, PreferenceDataset):
+            raise ConfigError(f"{type(self).__name__} learns from a PreferenceDataset or the path of a saved one "
+                              f"(data=...), got {type(data).__name__}")
+        self._check_fits(data)
         self.data = data
         self.pairing  # noqa: B018  (a clear error now for a dataset that cannot be re-paired)
+
+    def _check_fits(self, data: PreferenceDataset) -> None:
+        """A ConfigError unless the dataset's per-step observations and actions have the env's shapes."""
+        obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
+        if isinstance(data.observations, dict) != isinstance(obs_space, spaces.Dict):
+            raise ConfigError(f"the dataset's observations are {'a dict' if isinstance(data.observations, dict) else 'an array'} "
+                              f"but {self.env_id}'s observation space is {obs_space}")
+        fields = data.observations.items() if isinstance(data.observations, dict) else [(None, data.observations)]
+        for key, array in fields:
+            space = obs_space[key] if key is not None else obs_space
+            if tuple(array.shape[1:]) != tuple(space.shape):
+                where = f"observations[{key!r}]" if key is not None else "observations"
+                raise ConfigError(f"the dataset's {where} have shape {tuple(array.shape[1:])} per step, but "
+                                  f"{self.env_id} observes {tuple(space.shape)}: the data was made on another task")
+        if tuple(data.actions.shape[1:]) != tuple(act_space.shape):
+            raise ConfigError(f"the dataset's actions have shape {tuple(data.actions.shape[1:])} per step, but "
+                              f"{self.env_id} acts with {tuple(act_space.shape)}: the data was made on another task")
 
     @property
     def pairing(self) -> str:
@@ -164,9 +186,6 @@ class PreferenceLearner(Agent):
         raise NotImplementedError
 
     def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
-        if self.data is None:
-            raise ConfigError(f"{type(self).__name__}.learn needs a preference dataset: "
-                              f"{type(self).__name__}(env, data=...)")
         self.actor.train()
         metrics: dict = {}
         every = max(1, min(1000, total_steps // 20))
