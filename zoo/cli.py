@@ -83,9 +83,13 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     cls = get_agent(args.agent)
     overrides = cls.config_class.parse_overrides(args.set or [])
-    agent = cls(args.env, seed=args.seed, device=args.device, **overrides)
+    data = {"data": args.data} if args.data else {}
+    if cls.learns_from_data and not data:
+        raise ZooError(f"{cls.__name__} learns from {cls.data_description}: pass --data PATH")
+    agent = cls(args.env, seed=args.seed, device=args.device, **data, **overrides)
     out = Path(args.out)
-    console.print(f"training {cls.__name__} on {args.env} for {args.steps} steps -> {out}", highlight=False)
+    console.print(f"training {cls.__name__} on {args.env} for {args.steps} {cls.budget_unit} -> {out}",
+                  highlight=False)
     agent.learn(args.steps, progress=not args.no_progress, log_dir=out)
     path = agent.save(out / "model.safetensors")
     result = agent.evaluate(args.eval_episodes)
@@ -160,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent on an env and save it with its logs")
     p.add_argument("agent", help="agent name, e.g. PPO (zoo list shows them)")
     p.add_argument("--env", required=True, help="env id, e.g. gym/CartPole-v1")
-    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--steps", type=int, required=True, help="the budget, in the agent's unit (env steps for "
+                   "online agents, gradient steps for offline ones, dialogue turns for language agents)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="an offline agent's data: a saved dataset (e.g. prefs.npz from zoo data prefs)")
     p.add_argument("--out", required=True, help="run folder: config.json, progress.csv, tb/, model.safetensors")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     p.add_argument("--device", default="auto")

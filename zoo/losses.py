@@ -12,7 +12,8 @@ import math
 
 import torch
 
-__all__ = ["awr_weights", "expectile_loss", "tanh_gaussian_log_prob"]
+__all__ = ["awr_weights", "expectile_loss", "tanh_gaussian_log_prob", "ppo_clip_loss", "value_loss",
+           "normalize_advantages"]
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:

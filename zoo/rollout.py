@@ -373,10 +373,10 @@ class RolloutCollector(_CollectorBase):
         """Collect ``num_steps`` steps with ``policy``; ``value_fn`` gives bootstrap values for truncations."""
         if self.next_obs is None:
             self.reset()
-        stream, env, version = self._streams[0], self.env, self.policy_version
+        stream, env = self._streams[0], self.env
         stream.obs = self.next_obs
         for t in range(self.num_steps):
-            result = env.step(stream.act(t, policy, version))
+            result = env.step(stream.act(t, policy, self.policy_version))
             info = stream.observe(t, result, value_fn)
             self.stats.update(result[1], result[2], result[3], info.get("success"))
         self.next_obs = stream.obs
@@ -450,16 +450,16 @@ class DoubleBufferedCollector(_CollectorBase):
         if self.next_obs is None:
             self.reset()
         a, b = self._streams
-        version, T = self.policy_version, self.num_steps
+        T = self.num_steps
         success = self._success if self._with_success else None
-        a.env.step_async(a.act(0, policy, version))
+        a.env.step_async(a.act(0, policy, self.policy_version))
         for t in range(T):
-            b.env.step_async(b.act(t, policy, version))
+            b.env.step_async(b.act(t, policy, self.policy_version))
             info = a.observe(t, a.env.step_wait(), value_fn)
             if success is not None:
                 success[a.lo:a.hi] = info["success"]
             if t < T - 1:
-                a.env.step_async(a.act(t + 1, policy, version))
+                a.env.step_async(a.act(t + 1, policy, self.policy_version))
             info = b.observe(t, b.env.step_wait(), value_fn)
             if success is not None:
                 success[b.lo:b.hi] = info["success"]
