@@ -5,7 +5,7 @@ minibatch step is PPO's (or A2C's, or AWR's) ordinary torch loss on the
 ensemble's outputs; ``loss.backward()`` leaves the loss gradient on those
 outputs and gbrl fits one new tree to it (leaf value = mean gradient), added
 with the output slice's learning rate (policy ``[0, A)``, value ``[A, A+1)``).
-Rollouts, GAE and the losses are the base PPO's; only the function class and
+Rollouts, GAE and the losses are the on-policy family's (zoo.agents.on_policy); only the function class and
 the parameter update differ. For Box actions the log-std is a torch parameter
 trained with Adam.
 """
@@ -24,7 +24,7 @@ from torch import nn
 
 from zoo.agents import register_agent
 from zoo.agents.config import positive
-from zoo.agents.ppo import PPO, ActionHead, PPOConfig
+from zoo.agents.on_policy import ActionHead, OnPolicyAgent, OnPolicyConfig
 from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.errors import CheckpointError, ConfigError, MissingExtraError
@@ -55,8 +55,8 @@ _MOUNTAINCAR = dict(num_envs=16, num_steps=512, num_minibatches=32, update_epoch
 
 
 @dataclasses.dataclass
-class GBRLConfig(RenamedHyperparameters, PPOConfig):
-    """PPO's settings plus the trees', with the reference's defaults (``vf_coef`` 0.871923, no entropy bonus,
+class GBRLConfig(RenamedHyperparameters, OnPolicyConfig):
+    """The on-policy family's settings plus the trees', with the reference's defaults (``vf_coef`` 0.871923, no entropy bonus,
     no per-sample gradient clip unless a preset sets one). ``learning_rate`` trains only the Gaussian log-std
     (Box actions)."""
 
@@ -81,7 +81,6 @@ class GBRLConfig(RenamedHyperparameters, PPOConfig):
     #: objective="awr_on_policy": weights exp(A / awr_temperature), capped at awr_max_weight
     awr_temperature: float = 1.0
     awr_max_weight: float = 20.0
-    anneal_lr: bool = False
     clip_vloss: bool = False
 
     PRESETS = {
@@ -100,6 +99,8 @@ class GBRLConfig(RenamedHyperparameters, PPOConfig):
     }
 
     LEGACY_DEFAULTS = {"policy_grad_clip": None, "value_grad_clip": None}
+    #: PPO's network settings, which GBRL's config carried (and refused) while it inherited PPO's
+    REMOVED_FIELDS = ("anneal_lr", "normalize_obs", "hidden", "activation")
     RENAMED = {"awr_beta": Rename("awr_temperature", float,
                                   "the same value: the weights were already exp(A / awr_beta)")}
 
@@ -129,14 +130,11 @@ class GBRLConfig(RenamedHyperparameters, PPOConfig):
                 raise ConfigError(f"{name} must be positive or None (no clip), got {getattr(self, name)}")
         if self.categorical_group < 0:
             raise ConfigError(f"categorical_group must be >= 0, got {self.categorical_group}")
-        if self.anneal_lr or self.normalize_obs:
-            raise ConfigError("GBRL supports neither anneal_lr (the trees' learning rates are constant) nor "
-                              "normalize_obs (trees need no input scaling)")
 
 
 class TreeActorCritic(ActionHead):
     """A gbrl ``ActorCritic`` ensemble behind the interface of :class:`zoo.agents.ppo.ActorCritic` (the
-    action side is :class:`zoo.agents.ppo.ActionHead`'s).
+    action side is :class:`zoo.agents.on_policy.ActionHead`'s).
 
     Forward passes made with gradients enabled record the ensemble's outputs so
     that :meth:`boost` can grow a tree on their gradients.
@@ -205,7 +203,7 @@ class TreeActorCritic(ActionHead):
 
 
 @register_agent
-class GBRL(PPO):
+class GBRL(OnPolicyAgent):
     """Gradient-Boosting RL: PPO (``objective="ppo"``), A2C (``"a2c"``: one tree per rollout, the value loss
     without the 1/2, as the reference) or on-policy AWR (``"awr_on_policy"``) with tree-ensemble actor and
     critic."""
@@ -223,9 +221,6 @@ class GBRL(PPO):
             return (values - returns).square().mean()
         return super().value_loss(values, returns, old_values)
 
-    def after_update(self, rollout) -> None:
-        """Nothing: trees split on raw features and keep no observation statistics."""
-
     def build_optimizer(self) -> torch.optim.Optimizer | None:
         """Adam for the Gaussian log-std (Box actions); the trees are fitted by boosting, not by an optimizer."""
         parameters = list(self.policy.parameters())
@@ -233,10 +228,6 @@ class GBRL(PPO):
 
     def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {} if self.optimizer is None else {"optimizer": self.optimizer}
-
-    def set_learning_rate(self, fraction: float) -> None:
-        if self.optimizer is not None:
-            super().set_learning_rate(fraction)
 
     def build_policy(self) -> nn.Module:
         return TreeActorCritic(self.env.single_observation_space, self.env.single_action_space, self.config)
