@@ -98,7 +98,8 @@ def test_the_default_schedule_is_the_first_learn_calls_total():
     agent = PPO("gym/CartPole-v1", seed=0, device="cpu", **PPO_SMALL)
     agent.learn(96, progress=False)
     assert agent.schedule_steps == 96
-    agent.learn(64, progress=False)  # past the horizon: the schedules stay at their end values
+    with pytest.warns(UserWarning, match="past its schedule horizon"):
+        agent.learn(64, progress=False)  # past the horizon: the schedules stay at their end values
     assert agent.schedule_steps == 96 and agent.schedule_progress() == 1.0
     assert agent.optimizer.param_groups[0]["lr"] == 0.0
 

@@ -1,7 +1,8 @@
 """Agents: one module per algorithm plus shared base learners.
 
-Every agent is built as ``Name(env, *, seed=0, device="auto", **hyperparameters)``
-and offers ``learn``, ``act``, ``evaluate``, ``save`` and ``Name.load``.
+Every agent is built as ``Name(env, *, seed=0, device="auto", data=None, **hyperparameters)``
+(``data=``: an offline agent's dataset or its path) and offers ``learn``, ``act``,
+``evaluate``, ``save`` and ``Name.load(path, data=None)``.
 ``list_agents()`` names the registered ones.
 """
 

@@ -8,6 +8,7 @@ losses are in :mod:`zoo.losses`.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 from gymnasium import spaces
@@ -96,6 +97,8 @@ class PPO(OnPolicyAgent):
     config_class = PPOConfig
     config: PPOConfig
 
+    _warned_past_horizon = False
+
     def build_policy(self) -> nn.Module:
         c = self.config
         return ActorCritic(self.env.single_observation_space, self.env.single_action_space, c.hidden, c.activation,
@@ -103,6 +106,11 @@ class PPO(OnPolicyAgent):
 
     def before_update(self, progress: float) -> None:
         if self.config.anneal_lr:
+            if progress >= 1.0 and not self._warned_past_horizon:
+                warnings.warn(f"PPO.learn runs past its schedule horizon (schedule_steps={self.schedule_steps}): "
+                              f"the annealed learning rate is 0 and nothing is learned; set schedule_steps to the "
+                              f"whole budget of your learn() calls, or anneal_lr=False", stacklevel=4)
+                self._warned_past_horizon = True
             self.set_learning_rate(1.0 - progress)
 
     def set_learning_rate(self, fraction: float) -> None:
