@@ -119,8 +119,7 @@ def run(game: str, method: str, seed: int, iterations: int, out: str, overrides:
     agent = get_agent(method)(f"text/{game}", seed=seed, device="cpu", **overrides)
     start = time.perf_counter()
     agent.warm_start()
-    torch.manual_seed(seed)  # the same sampled evaluation of the same warm-started actor for every method
-    warm = agent.evaluate(64)
+    warm = agent.evaluate(64)  # evaluation samples from its own stream, seeded alike for every method
     weak = float(np.mean([dialogue_return(d) for d in weak_dialogues(agent.env.game, 500, seed=seed)]))
     curve = []
     agent.learn(10 ** 9, progress=False, callback=lambda a, m: curve.append(

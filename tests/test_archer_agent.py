@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("transformers")
 
 import zoo  # noqa: E402
-from zoo.agents import CHAI, PPO, ArCHer, FilteredBC, OfflineArCHer  # noqa: E402
+from zoo.agents import CHAI, PPO, ArCHer, FilteredBC, OfflineArCHer, TokenPPO  # noqa: E402
 from zoo.envs.text import make_game  # noqa: E402
 from zoo.envs.text.dialogues import (Turn, dialogue_return, load_dialogues, save_dialogues,  # noqa: E402
                                      weak_dialogues)
@@ -22,6 +22,8 @@ FOUR_WORDS = ["dog", "banana", "truck", "chair"]
 #: a few cheap updates: enough to exercise every code path
 QUICK = dict(num_envs=4, rollout_size=4, critic_epochs=1, actor_epochs=1, warmup_iters=0, batch_size=8,
              sft_steps=0, max_new_tokens=8)
+#: CHAI does not train its actor: QUICK without the actor's settings
+CHAI_QUICK = {k: v for k, v in QUICK.items() if k not in ("actor_epochs", "warmup_iters")}
 
 
 def four_word_env(num_envs=4, seed=0, **kwargs):
@@ -165,7 +167,7 @@ def test_lora_trains_adapters_only(tmp_path):
 
 
 def test_chai_says_the_candidate_with_the_highest_min_q():
-    agent = CHAI(four_word_env(), seed=0, num_candidates=3, **dict(QUICK, actor_epochs=0))
+    agent = CHAI(four_word_env(), seed=0, num_candidates=3, **CHAI_QUICK)
     candidates = ["Is it a dog?", "Is it an animal?", "Is it a truck?", "Is it big?", "Is it food?", "Is it a pen?"]
     agent.sample = lambda observations, temperature=None: Utterances(candidates[:len(observations)],
                                                                      [[i] for i in range(len(observations))])
@@ -202,13 +204,13 @@ def test_filtered_bc_clones_only_the_best_dialogues():
 def test_offline_archer_learns_from_logged_dialogues(tmp_path):
     game = make_game("twenty-questions-subset", secrets=FOUR_WORDS)
     path = save_dialogues(tmp_path / "logged.jsonl", weak_dialogues(game, 40, seed=2))
-    agent = OfflineArCHer(four_word_env(), dataset=path, seed=0, **QUICK)  # no warm start: AWR moves the actor
+    agent = OfflineArCHer(four_word_env(), data=path, seed=0, **QUICK)  # no warm start: AWR moves the actor
     before = [p.detach().clone() for p in agent.actor.parameters()]
     seen = []
     agent.learn(3, progress=False, callback=lambda a, m: seen.append(m) or None)
     assert len(seen) == 3 and all(np.isfinite(m["critic_loss"]) for m in seen) and "actor_loss" in seen[-1]
     assert not all(torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
-    loaded = OfflineArCHer.load(agent.save(tmp_path / "offline.safetensors"), dataset=path)
+    loaded = OfflineArCHer.load(agent.save(tmp_path / "offline.safetensors"), data=path)
     assert len(loaded.replay) == len(agent.replay)
     loaded.learn(1, progress=False)
     with pytest.raises(ConfigError, match="dataset="):
@@ -272,6 +274,88 @@ def test_packaged_pretrained_minilm_as_the_critic_encoder(tmp_path, monkeypatch)
             ["Is it an animal?", "Is it a living creature?", "Is it made of metal?"]), dim=-1)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.1
     agent.learn(8, progress=False)  # the critic trains on it like on any encoder
+
+
+# ----------------------------------------------------------------------------- composition (issue 13, items 7 and 9)
+def test_each_language_agent_is_base_family_agent():
+    """No chain deeper than Agent -> LanguageAgent -> the agent: the shared parts are held, not inherited."""
+    from zoo.agents.base import Agent
+    from zoo.agents.language import LanguageAgent
+
+    for cls in (ArCHer, CHAI, OfflineArCHer, FilteredBC, TokenPPO):
+        assert cls.__mro__[1:] == (LanguageAgent, Agent, object), cls
+
+
+def test_the_critic_settings_are_declared_once_for_the_three_critic_agents():
+    import dataclasses
+
+    from zoo.agents.archer.critic import UtteranceCriticLearner, UtteranceCriticSettings
+
+    names = [f.name for f in dataclasses.fields(UtteranceCriticSettings)]
+    assert {"critic_encoder", "critic_pooling", "critic_width", "critic_lr", "gamma", "tau", "replay_size"} <= {*names}
+    for cls in (ArCHer, CHAI, OfflineArCHer):
+        assert issubclass(cls.config_class, UtteranceCriticSettings)
+        assert set(names) <= set(cls.config_class.field_names())
+    for cls in (FilteredBC, TokenPPO):
+        assert not set(names) & set(cls.config_class.field_names()) - {"gamma"}  # TokenPPO's gamma is its own
+    agent = CHAI(four_word_env(), seed=0, **CHAI_QUICK)
+    assert isinstance(agent.utterance_critic, UtteranceCriticLearner)
+    assert agent.critic is agent.utterance_critic.networks
+    assert set(agent.state_modules()) == {"actor", "critic"} and set(agent.state_optimizers()) == {"critic"}
+
+
+def test_chai_has_no_actor_settings_and_says_why():
+    from zoo.agents.archer.agent import CHAIConfig
+
+    assert not {"actor_epochs", "actor_lr", "warmup_iters", "token_baseline"} & set(CHAIConfig.field_names())
+    for field in ("actor_epochs", "actor_lr", "warmup_iters", "token_baseline"):
+        with pytest.raises(ConfigError, match=f"CHAI has no hyperparameter '{field}': CHAI does not train its actor"):
+            CHAI(four_word_env(), **{field: 0})
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'num_candidate'.*num_candidates"):
+        CHAI(four_word_env(), num_candidate=3)  # other unknown names: the usual hint
+
+
+def test_an_old_chai_checkpoint_with_the_actor_settings_loads(tmp_path):
+    """CHAI checkpoints from before issue 13 saved actor_epochs=0, actor_lr, warmup_iters, token_baseline and an
+    actor optimizer; they load (the settings are dropped, the optimizer ignored)."""
+    from zoo.checkpoint import load_checkpoint, pack_state, save_checkpoint
+    from zoo.nets import adam
+
+    agent = CHAI(four_word_env(), seed=0, num_candidates=2, **CHAI_QUICK)
+    agent.learn(4, progress=False)
+    tensors, config = load_checkpoint(agent.save(tmp_path / "chai.safetensors"))
+    config["hyperparameters"].update(actor_epochs=0, actor_lr=1e-4, warmup_iters=3, token_baseline=False)
+    packed, config["optimizers"]["actor"] = pack_state(adam(agent.actor.parameters(), 1e-4).state_dict(),
+                                                       "optimizers/actor")
+    old = save_checkpoint(tmp_path / "old-chai.safetensors", {**tensors, **packed}, config, kind="agent/CHAI")
+    loaded = CHAI.load(old)
+    assert "actor_epochs" not in loaded.config.to_dict() and loaded.iteration == agent.iteration
+    for a, b in zip(agent.critic.parameters(), loaded.critic.parameters()):
+        assert torch.equal(a, b)
+    assert loaded.act(["Questions:\n"], deterministic=True) == agent.act(["Questions:\n"], deterministic=True)
+
+
+def test_offline_archer_takes_data_as_an_argument(tmp_path):
+    game = make_game("twenty-questions-subset", secrets=FOUR_WORDS)
+    dialogues = weak_dialogues(game, 6, seed=3)
+    agent = OfflineArCHer(four_word_env(), data=dialogues, seed=0, **QUICK)
+    assert agent.data == dialogues and len(agent.replay) == sum(len(d) for d in dialogues)
+    path = save_dialogues(tmp_path / "logged.jsonl", dialogues)
+    loaded = OfflineArCHer.load(agent.save(tmp_path / "offline.safetensors"), data=path)
+    assert loaded.data == dialogues and len(loaded.replay) == len(agent.replay)
+    assert OfflineArCHer.load(tmp_path / "offline.safetensors").data is None  # data is not in checkpoints
+    with pytest.warns(DeprecationWarning, match="data="):
+        assert len(OfflineArCHer(four_word_env(), dataset=path, seed=0, **QUICK).replay) == len(agent.replay)
+    loaded.use_data(dialogues[:2])  # new data replaces the replay's content
+    assert len(loaded.replay) == sum(len(d) for d in dialogues[:2])
+    with pytest.raises(ConfigError, match="dialogue 0 is not a list of Turn"):
+        OfflineArCHer(four_word_env(), data=[["not a turn"]], **QUICK)
+    with pytest.raises(ConfigError, match="holds no dialogue turns"):
+        OfflineArCHer(four_word_env(), data=[], **QUICK)
+    with pytest.raises(ConfigError, match="OfflineArCHer has no hyperparameter 'token_baseline'.*no token-level"):
+        OfflineArCHer(four_word_env(), token_baseline=True)
+    with pytest.raises(ConfigError, match="takes no data"):
+        ArCHer(four_word_env(), data=dialogues, **QUICK)
 
 
 # ----------------------------------------------------------------------------- reference defaults (issue 12)
@@ -357,8 +441,6 @@ def test_token_ppo_learns_the_four_word_game(tmp_path):
     """The ArCHer paper's token-level PPO baseline, seeded, on the four-word game (the same check as ArCHer's):
     from the warm start the sampled return rises (observed with seed 0: -8.8 over the first four iterations,
     -4.3 over the last four, -3.5 over 64 evaluation dialogues)."""
-    from zoo.agents import TokenPPO
-
     agent = TokenPPO(four_word_env(num_envs=32), seed=0)
     assert_learns_the_four_word_game(agent)
     loaded = TokenPPO.load(agent.save(tmp_path / "ppo.safetensors"))

@@ -1,6 +1,11 @@
-"""The shared layer of the language agents (ArCHer, CHAI, filtered BC): an actor that is a causal LM, played
-on a batched text game; dialogue collection, the behaviour-cloning warm start, sampled-return evaluation,
-checkpoints and ``save_pretrained``.
+"""The family of the language agents (ArCHer, CHAI, offline ArCHer, filtered BC, token-level PPO): an actor
+that is a causal LM, played on a batched text game; dialogue collection, the behaviour-cloning warm start,
+gradient accumulation and clipping, sampled-return evaluation, checkpoints and ``save_pretrained``.
+
+Each agent derives from :class:`LanguageAgent` directly and holds the other parts it uses (the utterance
+critic of ArCHer, CHAI and offline ArCHer is :class:`zoo.agents.archer.critic.UtteranceCriticLearner`). Its
+config combines :class:`LanguageAgentConfig` with the settings dataclasses of those parts:
+:class:`ActorTrainingSettings` for the agents that train their actor (all but CHAI).
 
 The actor is ``"tiny"`` (a 2-layer GPT-2 with a word-level tokenizer built from the game's vocabulary, random
 weights, nothing downloaded), a Hugging Face hub id, or a local directory; ``lora=True`` trains LoRA adapters
@@ -51,8 +56,6 @@ class LanguageAgentConfig(AgentConfig):
     rollout_size: int = 128
     temperature: float = 1.0
     max_new_tokens: int = 32
-    actor_lr: float = 1e-6
-    actor_epochs: int = 3
     batch_size: int = 8
     grad_accum_steps: int = 32
     #: how the accumulated minibatch gradients combine: "sum" (the ArCHer reference: each minibatch loss is
@@ -70,6 +73,17 @@ class LanguageAgentConfig(AgentConfig):
 
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {}
     LEGACY_DEFAULTS = {"grad_accum": "mean"}
+    #: why this agent has none of its ``REMOVED_FIELDS``, said when one is passed (the base's message else)
+    REMOVED_BECAUSE: typing.ClassVar[str] = ""
+
+    @classmethod
+    def check_keys(cls, keys) -> None:
+        """The base's check, with the reason this agent has none of its ``REMOVED_FIELDS`` when one is passed."""
+        for key in keys:
+            if key in cls.REMOVED_FIELDS and cls.REMOVED_BECAUSE:
+                raise ConfigError(f"{cls.__name__.removesuffix('Config')} has no hyperparameter {key!r}: "
+                                  f"{cls.REMOVED_BECAUSE} (older checkpoints that carry it still load); drop it")
+        super().check_keys(keys)
 
     @classmethod
     def fill_defaults(cls, values: dict[str, Any], overrides) -> dict[str, Any]:
@@ -84,8 +98,8 @@ class LanguageAgentConfig(AgentConfig):
             raise ConfigError(f"max_grad_norm must be positive or None (no clip), got {self.max_grad_norm}")
         if self.temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if self.actor_lr < 0 or self.actor_epochs < 0 or self.sft_episodes < 0 or self.sft_steps < -1:
-            raise ConfigError("actor_lr, actor_epochs and sft_episodes must be >= 0, sft_steps >= -1")
+        if self.sft_episodes < 0 or self.sft_steps < -1:
+            raise ConfigError("sft_episodes must be >= 0, sft_steps >= -1")
         if not self.actor:
             raise ConfigError("actor must name a model: 'tiny', a hub id or a directory")
 
@@ -94,13 +108,29 @@ class LanguageAgentConfig(AgentConfig):
         return (300 if self.actor == TINY else 0) if self.sft_steps == -1 else self.sft_steps
 
 
+@dataclasses.dataclass
+class ActorTrainingSettings:
+    """The settings of the language agents that train their actor after the warm start (all but CHAI): its
+    learning rate and its update steps per iteration. A config lists it before :class:`LanguageAgentConfig`
+    in its bases (``class FilteredBCConfig(ActorTrainingSettings, LanguageAgentConfig)``)."""
+
+    actor_lr: float = 1e-6
+    actor_epochs: int = 3
+
+    def validate(self) -> None:
+        super().validate()  # type: ignore[misc]
+        if self.actor_lr < 0 or self.actor_epochs < 0:
+            raise ConfigError("actor_lr and actor_epochs must be >= 0")
+
+
 class LanguageAgent(Agent):
     """An agent whose actor is a causal LM and whose env is a :class:`~zoo.envs.text.TextVecEnv`.
 
     ``learn(total_steps)`` counts turns (utterances) played; ``act(list[str]) -> list[str]``;
     ``evaluate`` reports *sampled* returns (greedy decoding tends to repeat one question).
-    Subclasses implement ``_iteration(dialogues)`` (one update after a rollout) and may override
-    ``policy_step`` (how the agent plays).
+    Agents implement ``_iteration(dialogues)`` (one update after a rollout), or ``_learn`` when they learn from
+    data instead, and may override ``policy_step`` (how the agent plays); those that train their actor build
+    ``actor_optimizer`` in ``_build``.
     """
 
     config_class = LanguageAgentConfig
@@ -115,15 +145,20 @@ class LanguageAgent(Agent):
         self.actor = load_actor(c.actor, self.tokenizer, seed=self.seed, tiny_layers=c.tiny_layers,
                                 tiny_width=c.tiny_width, lora=lora).to(self.device).eval()
         self.stop_ids = newline_token_ids(self.tokenizer)
-        self.actor_optimizer = adam([p for p in self.actor.parameters() if p.requires_grad], c.actor_lr)
+        #: the actor's optimizer, for the agents that train it (``actor_adam(c.actor_lr)`` in their ``_build``)
+        self.actor_optimizer: torch.optim.Optimizer | None = None
         self.sft_done = False
         self.iteration = 0
+
+    def actor_adam(self, lr: float) -> torch.optim.Optimizer:
+        """An Adam over the actor's trainable weights (all of them, or the LoRA adapters)."""
+        return adam([p for p in self.actor.parameters() if p.requires_grad], lr)
 
     def state_modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor}
 
     def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"actor": self.actor_optimizer}
+        return {"actor": self.actor_optimizer} if self.actor_optimizer is not None else {}
 
     def extra_state(self) -> dict[str, Any]:
         return {"sft_done": self.sft_done, "iteration": self.iteration}
@@ -203,7 +238,7 @@ class LanguageAgent(Agent):
         turns = [t for d in dialogues for t in d if t.action]
         if not turns:
             raise ConfigError("behaviour cloning needs dialogues with at least one non-empty utterance")
-        optimizer = adam([p for p in self.actor.parameters() if p.requires_grad], lr or self.config.sft_lr)
+        optimizer = self.actor_adam(lr or self.config.sft_lr)
         losses = []
         for _ in range(steps):
             loss = self.bc_loss(sample_turns(turns, batch_size or self.config.sft_batch_size, self.rng))
@@ -233,22 +268,12 @@ class LanguageAgent(Agent):
     def accumulate(self, minibatch_loss: Callable[[], torch.Tensor]) -> float:
         """Backpropagate ``grad_accum_steps`` minibatch losses, summed (``grad_accum="sum"``, the ArCHer
         reference) or each divided by their number (``"mean"``); returns their mean (the caller clips and steps)."""
-        steps, total = self.config.grad_accum_steps, 0.0
-        scale = 1.0 if self.config.grad_accum == "sum" else 1.0 / steps
-        for _ in range(steps):
-            loss = minibatch_loss()
-            (loss * scale).backward()
-            total += float(loss.detach())
-        return total / steps
+        return accumulate_gradients(minibatch_loss, self.config)
 
     def clip_and_step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> float:
         """Clip the gradient norm of ``module`` to ``max_grad_norm`` (unless None), step, zero; returns the
         norm before clipping."""
-        limit = self.config.max_grad_norm
-        norm = nn.utils.clip_grad_norm_(module.parameters(), float("inf") if limit is None else limit)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return clip_and_step_module(optimizer, module, self.config)
 
     def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
         """One update after a rollout of ``dialogues``; returns metrics."""
@@ -280,6 +305,29 @@ class LanguageAgent(Agent):
         actor.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         return directory
+
+
+def accumulate_gradients(minibatch_loss: Callable[[], torch.Tensor], config: LanguageAgentConfig) -> float:
+    """Backpropagate ``config.grad_accum_steps`` losses of ``minibatch_loss()``, summed (``grad_accum="sum"``)
+    or each divided by their number (``"mean"``); returns their mean (:meth:`LanguageAgent.accumulate`, and
+    the held parts that train with the agent's settings)."""
+    steps, total = config.grad_accum_steps, 0.0
+    scale = 1.0 if config.grad_accum == "sum" else 1.0 / steps
+    for _ in range(steps):
+        loss = minibatch_loss()
+        (loss * scale).backward()
+        total += float(loss.detach())
+    return total / steps
+
+
+def clip_and_step_module(optimizer: torch.optim.Optimizer, module: nn.Module, config: LanguageAgentConfig) -> float:
+    """Clip the gradient norm of ``module`` to ``config.max_grad_norm`` (unless None), step, zero; returns the
+    norm before clipping."""
+    limit = config.max_grad_norm
+    norm = nn.utils.clip_grad_norm_(module.parameters(), float("inf") if limit is None else limit)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
 
 
 def dialogue_stats(dialogues: list[list[Turn]]) -> dict[str, float]:

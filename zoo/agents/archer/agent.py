@@ -1,7 +1,10 @@
 """ArCHer and its baselines on text games: the online agent (utterance-level off-policy critic, token-level
 REINFORCE actor with the critic's advantage, optional token-level baseline), offline ArCHer (IQL critic and
 AWR actor on logged dialogues), CHAI (the critic picks the best of k sampled utterances) and online filtered
-behaviour cloning.
+behaviour cloning. Each derives from :class:`~zoo.agents.language.LanguageAgent` and holds what it uses: ArCHer,
+CHAI and offline ArCHer an :class:`~zoo.agents.archer.critic.UtteranceCriticLearner` (their configs include
+:class:`~zoo.agents.archer.critic.UtteranceCriticSettings`), those that train their actor an actor optimizer
+(their configs include :class:`~zoo.agents.language.ActorTrainingSettings`).
 
 One iteration (reference code): play ``rollout_size`` dialogues by sampling, put every utterance transition
 in a FIFO replay, run ``critic_epochs`` critic steps, then (after ``warmup_iters`` iterations)
@@ -15,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,18 +26,18 @@ import torch
 from torch import nn
 
 from zoo.agents import register_agent
-from zoo.agents.archer.critic import CriticWithTarget, UtteranceCritic
-from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, critic_loss, filtered_trajectories,
-                                      iql_critic_loss, token_baseline_loss, utterance_advantage)
+from zoo.agents.archer.critic import UtteranceCriticLearner, UtteranceCriticSettings, critic_attribute
+from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, filtered_trajectories, token_baseline_loss,
+                                      utterance_advantage)
 from zoo.agents.config import in_unit_interval, positive
-from zoo.agents.language import LanguageAgent, LanguageAgentConfig
+from zoo.agents.language import ActorTrainingSettings, LanguageAgent, LanguageAgentConfig
 from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.buffers.utterances import UtteranceReplay, sample_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids, score_utterances
-from zoo.llm.models import MINILM, TINY, Utterances, load_encoder, load_tokenizer
+from zoo.llm.models import Utterances
 from zoo.nets import adam
 
 #: CPU-sized settings for the tiny models (the paper's are for GPT-2 124M and RoBERTa-base on a GPU)
@@ -42,41 +46,43 @@ TINY_ARCHER = {"critic_width": 64, "critic_lr": 1e-3, "actor_lr": 1e-4, "num_env
                "max_new_tokens": 16}
 #: offline ArCHer with the tiny models: the CPU sizes, and the offline reference's lack of warm-up
 TINY_OFFLINE_ARCHER = {k: v for k, v in TINY_ARCHER.items() if k != "warmup_iters"}
+#: what ArCHer has and CHAI, which does not train its actor, has not (older CHAI checkpoints carry them)
+ACTOR_TRAINING_FIELDS = ("actor_lr", "actor_epochs", "warmup_iters", "token_baseline")
+
+
+def _accumulate_actor_losses(agent: LanguageAgent,
+                             step_loss: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    """Accumulate ``grad_accum_steps`` actor losses of ``step_loss()`` (each returned with its minibatch's
+    advantages); returns (mean loss, mean advantage). The caller clips and steps."""
+    advantages = []
+
+    def minibatch_loss() -> torch.Tensor:
+        loss, advantage = step_loss()
+        advantages.append(advantage)
+        return loss
+
+    total = agent.accumulate(minibatch_loss)
+    return total, float(torch.cat(advantages).mean())
 
 
 @dataclasses.dataclass
-class ArCHerConfig(LanguageAgentConfig):
+class ArCHerConfig(UtteranceCriticSettings, ActorTrainingSettings, LanguageAgentConfig):
     """Defaults: the reference's Twenty Questions settings (guess-my-city: actor lr 1e-5, 10 warm-up
     iterations)."""
 
-    critic_encoder: str = TINY
-    #: how the critic embeds a text: "pooler" (the encoder's pooler output, as the reference's RoBERTa),
-    #: "mean" (mean of the last hidden states over the mask); "auto": the pooler when the encoder has one,
-    #: except for the tiny encoder (its word-level tokenizer pads on the left and adds no start token, so the
-    #: first position is no summary) and the packaged MiniLM (a sentence encoder trained with mean pooling)
-    critic_pooling: typing.Literal["auto", "pooler", "mean"] = "auto"
-    critic_width: int = 768
-    critic_layers: int = 3
-    critic_lr: float = 2e-5
-    critic_epochs: int = 50
+    #: iterations of critic training only before the actor's first update
     warmup_iters: int = 20
-    gamma: float = 0.95
-    tau: float = 0.1
-    replay_size: int = 100_000
     #: the paper's "ArCHer w/ baseline": a token-level value regressed to the utterance advantage
     token_baseline: bool = False
 
     PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {"text/guess-my-city*": {"warmup_iters": 10,
                                                                                     "actor_lr": 1e-5}}
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_ARCHER
-    LEGACY_DEFAULTS = {"critic_pooling": "mean"}
 
     def validate(self) -> None:
         super().validate()
-        positive(self, "critic_width", "critic_layers", "critic_lr", "replay_size")
-        in_unit_interval(self, "gamma", "tau")
-        if self.critic_epochs < 0 or self.warmup_iters < 0:
-            raise ConfigError("critic_epochs and warmup_iters must be >= 0")
+        if self.warmup_iters < 0:
+            raise ConfigError("warmup_iters must be >= 0")
 
 
 @register_agent
@@ -86,25 +92,16 @@ class ArCHer(LanguageAgent):
     give the paper's setting."""
 
     config_class = ArCHerConfig
+    critic = critic_attribute("networks")
+    critic_optimizer = critic_attribute("optimizer")
+    replay = critic_attribute("replay")
 
     def _build(self) -> None:
         super()._build()
         c = self.config
-        if c.critic_encoder == TINY:
-            tokenizer = self.tokenizer if c.actor == TINY else load_tokenizer(TINY, self.env.game.vocabulary())
-        else:
-            tokenizer = None
-        encoder, encoder_tokenizer = load_encoder(c.critic_encoder, tokenizer, seed=self.seed + 1,
-                                                  tiny_layers=c.tiny_layers, tiny_width=c.tiny_width)
-        pooling = c.critic_pooling
-        if pooling == "auto":
-            mean = c.critic_encoder in (TINY, MINILM) or getattr(encoder, "pooler", None) is None
-            pooling = "mean" if mean else "pooler"
-        torch.manual_seed(self.seed + 2)
-        self.critic = CriticWithTarget(UtteranceCritic(encoder, encoder_tokenizer, c.critic_width,
-                                                       c.critic_layers, pooling=pooling)).to(self.device).eval()
-        self.critic_optimizer = adam(self.critic.critic.parameters(), c.critic_lr)
-        self.replay = UtteranceReplay(c.replay_size)
+        self.actor_optimizer = self.actor_adam(c.actor_lr)
+        self.utterance_critic = UtteranceCriticLearner(c, self.tokenizer, self.env.game.vocabulary(), self.seed,
+                                                       self.device)
         self.baseline = None
         if c.token_baseline:
             self.baseline = nn.Linear(int(self.actor.config.hidden_size), 1).to(self.device)
@@ -120,25 +117,16 @@ class ArCHer(LanguageAgent):
 
     def minibatch(self) -> dict:
         """``batch_size`` transitions from the replay."""
-        return self.replay.sample(self.config.batch_size, self.rng, self.device)
+        return self.utterance_critic.minibatch(self.rng)
 
     # -- the critic -----------------------------------------------------------------------
     def critic_step_loss(self, batch: dict) -> torch.Tensor:
         """The TD loss on one minibatch, with fresh policy utterances for the V targets."""
-        policy_actions = self.policy_utterances(batch["observations"])
-        q, v = self.critic.critic(batch["observations"], batch["actions"])
-        with torch.no_grad():
-            target_v_next = self.critic.target.values(batch["next_observations"])
-            target_q_policy, _ = self.critic.target(batch["observations"], policy_actions)
-        return critic_loss(q, v, batch["rewards"], batch["dones"], target_v_next, target_q_policy,
-                           self.config.gamma)
+        return self.utterance_critic.td_loss(batch, self.policy_utterances(batch["observations"]))
 
-    def critic_update(self, sample) -> float:
+    def critic_update(self, sample: Callable[[], dict]) -> float:
         """One critic step (``grad_accum_steps`` minibatches from ``sample()``), then the target update."""
-        total = self.accumulate(lambda: self.critic_step_loss(sample()))
-        self.clip_and_step(self.critic_optimizer, self.critic.critic)
-        self.critic.update_target(self.config.tau)
-        return total
+        return self.utterance_critic.update(lambda: self.critic_step_loss(sample()))
 
     # -- the actor ----------------------------------------------------------------------
     def actor_step_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,28 +145,18 @@ class ArCHer(LanguageAgent):
         loss = actor_loss(advantage, log_probs, mask, baseline) + token_baseline_loss(baseline, advantage, mask)
         return loss, advantage
 
-    def actor_update(self, sample) -> tuple[float, float]:
-        advantages = []
-
-        def minibatch_loss() -> torch.Tensor:
-            loss, advantage = self.actor_step_loss(sample())
-            advantages.append(advantage)
-            return loss
-
-        total = self.accumulate(minibatch_loss)
+    def actor_update(self, sample: Callable[[], dict]) -> tuple[float, float]:
+        """One actor step (and the token baseline's) on ``grad_accum_steps`` minibatches from ``sample()``;
+        returns (mean loss, mean advantage)."""
+        total, advantage = _accumulate_actor_losses(self, lambda: self.actor_step_loss(sample()))
         self.clip_and_step(self.actor_optimizer, self.actor)
         if self.baseline is not None:
             self.clip_and_step(self.baseline_optimizer, self.baseline)
-        return total, float(torch.cat(advantages).mean())
+        return total, advantage
 
     def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
         c = self.config
-        for turns in dialogues:
-            self.replay.add(turns)
-        metrics: dict[str, float] = {}
-        losses = [self.critic_update(self.minibatch) for _ in range(c.critic_epochs)]
-        if losses:
-            metrics["critic_loss"] = float(np.mean(losses))
+        metrics = self.utterance_critic.learn_from_rollout(dialogues, lambda: self.critic_update(self.minibatch))
         if self.iteration >= c.warmup_iters and c.actor_epochs > 0:
             results = [self.actor_update(self.minibatch) for _ in range(c.actor_epochs)]
             metrics["actor_loss"] = float(np.mean([r[0] for r in results]))
@@ -187,28 +165,44 @@ class ArCHer(LanguageAgent):
 
 
 @dataclasses.dataclass
-class CHAIConfig(ArCHerConfig):
-    """CHAI: ArCHer's critic, no actor update; ``num_candidates`` utterances sampled per turn."""
+class CHAIConfig(UtteranceCriticSettings, LanguageAgentConfig):
+    """CHAI: ArCHer's critic and no actor update; ``num_candidates`` utterances sampled per turn."""
 
-    actor_epochs: int = 0
     num_candidates: int = 5
 
-    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {k: v for k, v in TINY_ARCHER.items() if k != "actor_epochs"}
+    TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {k: v for k, v in TINY_ARCHER.items()
+                                                      if k not in ACTOR_TRAINING_FIELDS}
+    REMOVED_FIELDS = ACTOR_TRAINING_FIELDS
+    REMOVED_BECAUSE = ("CHAI does not train its actor after the warm start (it says the best of num_candidates "
+                       "samples, chosen by the critic), so it has no actor_lr, actor_epochs, warmup_iters or "
+                       "token_baseline; ArCHer trains its actor")
 
     def validate(self) -> None:
         super().validate()
         positive(self, "num_candidates")
-        if self.actor_epochs != 0:
-            raise ConfigError("CHAI does not train its actor (actor_epochs must be 0); use ArCHer for that")
 
 
 @register_agent
-class CHAI(ArCHer):
+class CHAI(LanguageAgent):
     """CHAI (Verma et al., 2022) as in the ArCHer paper: the warm-started actor proposes ``num_candidates``
     utterances, the agent says the one with the highest ``min(Q1, Q2)`` of the target critic (as the
     reference); the critic is trained as ArCHer's, with the V target taken at this policy's choice."""
 
     config_class = CHAIConfig
+    critic = critic_attribute("networks")
+    critic_optimizer = critic_attribute("optimizer")
+    replay = critic_attribute("replay")
+
+    def _build(self) -> None:
+        super()._build()
+        self.utterance_critic = UtteranceCriticLearner(self.config, self.tokenizer, self.env.game.vocabulary(),
+                                                       self.seed, self.device)
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        return {**super().state_modules(), "critic": self.critic}
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().state_optimizers(), "critic": self.critic_optimizer}
 
     @torch.no_grad()
     def policy_step(self, observations: list[str], deterministic: bool = False) -> Utterances:
@@ -219,9 +213,19 @@ class CHAI(ArCHer):
         best = [i * k + j for i, j in enumerate(torch.minimum(q1, q2).view(len(observations), k).argmax(1).tolist())]
         return Utterances([candidates.texts[i] for i in best], [candidates.token_ids[i] for i in best])
 
+    def critic_update(self, sample: Callable[[], dict]) -> float:
+        """ArCHer's critic step on minibatches from ``sample()``, with V's targets at this policy's choices."""
+        return self.utterance_critic.td_update(sample, self.policy_utterances)
+
+    def minibatch(self) -> dict:
+        return self.utterance_critic.minibatch(self.rng)
+
+    def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
+        return self.utterance_critic.learn_from_rollout(dialogues, lambda: self.critic_update(self.minibatch))
+
 
 @dataclasses.dataclass
-class FilteredBCConfig(LanguageAgentConfig):
+class FilteredBCConfig(ActorTrainingSettings, LanguageAgentConfig):
     """Online filtered BC: behaviour cloning on the dialogues whose return is at or above the ``quantile``
     (0.9) of the returns of every dialogue collected so far (as the reference); ``buffer_size`` caps the
     dialogues remembered (in turns, oldest dropped first)."""
@@ -247,6 +251,7 @@ class FilteredBC(LanguageAgent):
 
     def _build(self) -> None:
         super()._build()
+        self.actor_optimizer = self.actor_adam(self.config.actor_lr)
         self.collected: list[list[Turn]] = []  # every dialogue so far (up to buffer_size turns)
         self.kept = UtteranceReplay(self.config.buffer_size)
 
@@ -270,12 +275,15 @@ class FilteredBC(LanguageAgent):
 
 
 @dataclasses.dataclass
-class OfflineArCHerConfig(RenamedHyperparameters, ArCHerConfig):
+class OfflineArCHerConfig(RenamedHyperparameters, UtteranceCriticSettings, ActorTrainingSettings,
+                          LanguageAgentConfig):
     """Offline ArCHer with the offline reference's defaults (OfflineArcher, Twenty Questions): IQL critic
     (expectile 0.9) and AWR actor (weights ``exp(A / awr_temperature)``, temperature 1 as the reference's
     ``exp(beta A)`` with beta 1, unclipped unless ``awr_clip``), gamma 0.99, tau 0.05, actor lr 1e-4, critic
     lr 1e-5, batches of 32 x 4 averaged, no warm-up, no gradient clip; ``warmup_iters`` counts critic-only
-    gradient steps."""
+    gradient steps. Each gradient step is one critic and one actor step, so ``critic_epochs``,
+    ``actor_epochs`` and ``rollout_size`` (accepted with the other agents' settings) are not used; none of
+    ArCHer's presets applies (they are the online reference's)."""
 
     gamma: float = 0.99
     tau: float = 0.05
@@ -290,11 +298,12 @@ class OfflineArCHerConfig(RenamedHyperparameters, ArCHerConfig):
     awr_temperature: float = 1.0
     awr_clip: float | None = None
 
-    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {}  # the online presets are not the offline reference's
     TINY_DEFAULTS: typing.ClassVar[dict[str, Any]] = TINY_OFFLINE_ARCHER
     #: awr_beta was an inverse temperature (weights exp(awr_beta * A))
     RENAMED = {"awr_beta": Rename("awr_temperature", lambda beta: 1.0 / beta,
                                   "awr_temperature = 1 / awr_beta: the weights were exp(awr_beta * A)")}
+    REMOVED_FIELDS = ("token_baseline",)
+    REMOVED_BECAUSE = "offline ArCHer's AWR actor has no token-level baseline (ArCHer's token_baseline has)"
 
     def validate(self) -> None:
         super().validate()
@@ -302,48 +311,65 @@ class OfflineArCHerConfig(RenamedHyperparameters, ArCHerConfig):
         positive(self, "awr_temperature")
         if self.awr_clip is not None and not self.awr_clip > 0:
             raise ConfigError(f"awr_clip must be positive or None (no clip), got {self.awr_clip}")
+        if self.warmup_iters < 0:
+            raise ConfigError("warmup_iters must be >= 0")
 
 
 @register_agent
-class OfflineArCHer(ArCHer):
-    """ArCHer from a dataset of logged dialogues (no env interaction while learning; the env is used for
-    evaluation). ``learn(total_steps)`` counts gradient steps; the warm start clones the dataset."""
+class OfflineArCHer(LanguageAgent):
+    """ArCHer from a dataset of logged dialogues, ``data=`` (a list of dialogues or a JSON-lines file of
+    them; no env interaction while learning, the env is used for evaluation). ``learn(total_steps)`` counts
+    gradient steps; the warm start clones the dataset."""
 
     config_class = OfflineArCHerConfig
     budget_unit = "gradient steps"
+    learns_from_data = True
+    data_description = "logged dialogues (a list of them or a JSON-lines file; dataset= before issue 13)"
+    critic = critic_attribute("networks")
+    critic_optimizer = critic_attribute("optimizer")
+    replay = critic_attribute("replay")
+    data: list[list[Turn]] | None
 
-    def __init__(self, env, *, dataset: list[list[Turn]] | str | os.PathLike | None = None, seed: int = 0,
-                 device="auto", **hyperparameters):
-        self.dialogues: list[list[Turn]] = []
-        super().__init__(env, seed=seed, device=device, **hyperparameters)
-        if dataset is not None:
-            self.set_dataset(dataset)
+    def _build(self) -> None:
+        super()._build()
+        self.actor_optimizer = self.actor_adam(self.config.actor_lr)
+        self.utterance_critic = UtteranceCriticLearner(self.config, self.tokenizer, self.env.game.vocabulary(),
+                                                       self.seed, self.device)
 
-    def set_dataset(self, dataset: list[list[Turn]] | str | os.PathLike) -> None:
-        """Learn from ``dataset`` (dialogues, or a JSON-lines file of them): it fills the replay."""
-        self.dialogues = load_dialogues(dataset) if isinstance(dataset, (str, os.PathLike)) else list(dataset)
-        self.replay = UtteranceReplay(self.config.replay_size)
-        for turns in self.dialogues:
-            self.replay.add(turns)
+    def use_data(self, data: list[list[Turn]] | str | os.PathLike) -> None:
+        """Learn from ``data``: dialogues (lists of :class:`~zoo.envs.text.dialogues.Turn`), or a JSON-lines
+        file of them (``save_dialogues``); they fill the replay (emptied first) and are kept as ``self.data``."""
+        dialogues = load_dialogues(data) if isinstance(data, (str, os.PathLike)) else list(data)
+        for i, turns in enumerate(dialogues):
+            if not isinstance(turns, (list, tuple)) or not all(isinstance(t, Turn) for t in turns):
+                raise ConfigError(f"{type(self).__name__} data: dialogue {i} is not a list of Turn "
+                                  f"(got {type(turns).__name__}); pass dialogues or a JSON-lines file of them")
+        if not any(dialogues):
+            raise ConfigError(f"{type(self).__name__} data holds no dialogue turns")
+        self.data = [list(turns) for turns in dialogues]
+        self.utterance_critic.refill(self.data)
 
-    @classmethod
-    def load(cls, path, env=None, device="auto", dataset=None) -> "OfflineArCHer":
-        """Rebuild from a checkpoint; ``dataset`` to go on learning (datasets are not stored in checkpoints)."""
-        agent = super().load(path, env=env, device=device)
-        if dataset is not None:
-            agent.set_dataset(dataset)
-        return agent
+    def state_modules(self) -> dict[str, nn.Module]:
+        return {**super().state_modules(), "critic": self.critic}
+
+    def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().state_optimizers(), "critic": self.critic_optimizer}
 
     def warm_start_dialogues(self) -> list[list[Turn]]:
-        return self.dialogues
+        """The warm start clones the dataset."""
+        if self.data is None:
+            raise ConfigError(f"{type(self).__name__}'s warm start clones its data, and it has none: pass data=")
+        return self.data
+
+    def minibatch(self) -> dict:
+        return self.utterance_critic.minibatch(self.rng)
 
     def critic_step_loss(self, batch: dict) -> torch.Tensor:
-        q, v = self.critic.critic(batch["observations"], batch["actions"])
-        with torch.no_grad():
-            target_v_next = self.critic.target.values(batch["next_observations"])
-            target_q_data, _ = self.critic.target(batch["observations"], batch["actions"])
-        return iql_critic_loss(q, v, batch["rewards"], batch["dones"], target_v_next, target_q_data,
-                               self.config.gamma, self.config.expectile)
+        """IQL on the dataset's own utterances (no policy sample)."""
+        return self.utterance_critic.iql_loss(batch, self.config.expectile)
+
+    def critic_update(self, sample: Callable[[], dict]) -> float:
+        return self.utterance_critic.update(lambda: self.critic_step_loss(sample()))
 
     def actor_step_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """AWR on the dataset's utterances: ``-exp(A / awr_temperature) log pi(a_data | s)``."""
@@ -354,10 +380,14 @@ class OfflineArCHer(ArCHer):
         return awr_actor_loss(advantage, log_probs, mask, self.config.awr_temperature,
                               self.config.awr_clip), advantage
 
+    def actor_update(self, sample: Callable[[], dict]) -> tuple[float, float]:
+        """One AWR step on ``grad_accum_steps`` minibatches from ``sample()``; returns (mean loss, mean
+        advantage)."""
+        total, advantage = _accumulate_actor_losses(self, lambda: self.actor_step_loss(sample()))
+        self.clip_and_step(self.actor_optimizer, self.actor)
+        return total, advantage
+
     def _learn(self, total_steps: int, report) -> None:
-        if not self.dialogues:
-            raise ConfigError("OfflineArCHer learns from dataset= (a list of dialogues or a JSON-lines file of "
-                              "them); none was given")
         self.warm_start()
         for _ in range(total_steps):
             metrics = {"critic_loss": self.critic_update(self.minibatch)}

@@ -1,15 +1,33 @@
 """ArCHer's utterance-level critic: one text encoder, two Q heads on ``[e(s), e(a)]`` and two V heads on
 ``e(s)``, and a target copy updated by Polyak averaging (reference: RoBERTa-base, MLPs of width 768, 3 layers,
-tau 0.1 after every critic step)."""
+tau 0.1 after every critic step).
+
+:class:`UtteranceCriticLearner` is the part that ArCHer, CHAI and offline ArCHer hold: the networks, their
+optimizer, the FIFO replay of utterance transitions and the critic step, configured by the fields of
+:class:`UtteranceCriticSettings` that their configs include.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from zoo.nets import mlp, polyak_update
+from zoo.agents.archer.losses import critic_loss, iql_critic_loss
+from zoo.agents.config import in_unit_interval, positive
+from zoo.agents.language import (LanguageAgentConfig, accumulate_gradients,
+                                 clip_and_step_module)
+from zoo.buffers.utterances import UtteranceReplay
+from zoo.envs.text.dialogues import Turn
+from zoo.errors import ConfigError
+from zoo.llm.models import MINILM, TINY, load_encoder, load_tokenizer
+from zoo.nets import adam, mlp, polyak_update
 
 
 class UtteranceCritic(nn.Module):
@@ -75,3 +93,133 @@ class CriticWithTarget(nn.Module):
     def update_target(self, tau: float) -> None:
         """``target <- tau * critic + (1 - tau) * target``."""
         polyak_update(self.critic, self.target, tau)
+
+
+@dataclasses.dataclass
+class UtteranceCriticSettings:
+    """The utterance critic's settings (the ArCHer reference's defaults), included by the configs of the agents
+    that hold an :class:`UtteranceCriticLearner`: listed before :class:`~zoo.agents.language.LanguageAgentConfig`
+    in their bases (``class CHAIConfig(UtteranceCriticSettings, LanguageAgentConfig)``). The learner also
+    reads the family's ``batch_size``, ``grad_accum_steps``, ``grad_accum`` and ``max_grad_norm``."""
+
+    critic_encoder: str = TINY
+    #: how the critic embeds a text: "pooler" (the encoder's pooler output, as the reference's RoBERTa),
+    #: "mean" (mean of the last hidden states over the mask); "auto": the pooler when the encoder has one,
+    #: except for the tiny encoder (its word-level tokenizer pads on the left and adds no start token, so the
+    #: first position is no summary) and the packaged MiniLM (a sentence encoder trained with mean pooling)
+    critic_pooling: typing.Literal["auto", "pooler", "mean"] = "auto"
+    critic_width: int = 768
+    critic_layers: int = 3
+    critic_lr: float = 2e-5
+    #: critic steps per iteration (the online agents)
+    critic_epochs: int = 50
+    gamma: float = 0.95
+    tau: float = 0.1
+    replay_size: int = 100_000
+
+    LEGACY_DEFAULTS: typing.ClassVar[dict[str, Any]] = {"critic_pooling": "mean"}
+
+    def validate(self) -> None:
+        super().validate()  # type: ignore[misc]
+        positive(self, "critic_width", "critic_layers", "critic_lr", "replay_size")  # type: ignore[arg-type]
+        in_unit_interval(self, "gamma", "tau")  # type: ignore[arg-type]
+        if self.critic_epochs < 0:
+            raise ConfigError("critic_epochs must be >= 0")
+
+
+class UtteranceCriticLearner:
+    """The utterance critic an agent holds: ``networks`` (a :class:`CriticWithTarget`), ``optimizer`` (Adam
+    at ``critic_lr`` on the online critic), ``replay`` (a FIFO :class:`~zoo.buffers.utterances.UtteranceReplay`
+    of ``replay_size`` transitions) and :meth:`update`, one critic step: ``grad_accum_steps`` minibatch
+    losses accumulated, the gradient norm clipped, then the Polyak target update with ``tau``.
+
+    ``config`` is the agent's (its critic settings and the family's batch and gradient settings); ``tokenizer``
+    the actor's, shared with a tiny encoder when the actor is tiny too. Built inside the agent's randomness:
+    the encoder is seeded with ``seed + 1``, the heads drawn after ``torch.manual_seed(seed + 2)``.
+    """
+
+    def __init__(self, config: LanguageAgentConfig, tokenizer, vocabulary: list[str], seed: int,
+                 device: torch.device):
+        c = self.config = config
+        if c.critic_encoder == TINY:
+            tokenizer = tokenizer if c.actor == TINY else load_tokenizer(TINY, vocabulary)
+        else:
+            tokenizer = None
+        encoder, encoder_tokenizer = load_encoder(c.critic_encoder, tokenizer, seed=seed + 1,
+                                                  tiny_layers=c.tiny_layers, tiny_width=c.tiny_width)
+        pooling = c.critic_pooling
+        if pooling == "auto":
+            mean = c.critic_encoder in (TINY, MINILM) or getattr(encoder, "pooler", None) is None
+            pooling = "mean" if mean else "pooler"
+        torch.manual_seed(seed + 2)
+        self.device = device
+        self.networks = CriticWithTarget(UtteranceCritic(encoder, encoder_tokenizer, c.critic_width,
+                                                         c.critic_layers, pooling=pooling)).to(device).eval()
+        self.optimizer = adam(self.networks.critic.parameters(), c.critic_lr)
+        self.replay = UtteranceReplay(c.replay_size)
+
+    def add(self, dialogues: list[list[Turn]]) -> None:
+        """Put every turn of ``dialogues`` in the replay (the oldest transitions go when it is full)."""
+        for turns in dialogues:
+            self.replay.add(turns)
+
+    def refill(self, dialogues: list[list[Turn]]) -> None:
+        """Empty the replay, then :meth:`add` ``dialogues`` (a dataset to learn from)."""
+        self.replay = UtteranceReplay(self.config.replay_size)
+        self.add(dialogues)
+
+    def minibatch(self, rng: np.random.Generator) -> dict:
+        """``batch_size`` transitions from the replay, drawn with ``rng``."""
+        return self.replay.sample(self.config.batch_size, rng, self.device)
+
+    def td_loss(self, batch: dict, policy_actions: list[str]) -> torch.Tensor:
+        """ArCHer's TD loss (:func:`~zoo.agents.archer.losses.critic_loss`) on one minibatch, with V's targets
+        taken at ``policy_actions`` (the agent's utterances at the batch's observations)."""
+        q, v = self.networks.critic(batch["observations"], batch["actions"])
+        with torch.no_grad():
+            target_v_next = self.networks.target.values(batch["next_observations"])
+            target_q_policy, _ = self.networks.target(batch["observations"], policy_actions)
+        return critic_loss(q, v, batch["rewards"], batch["dones"], target_v_next, target_q_policy,
+                           self.config.gamma)
+
+    def td_update(self, sample: Callable[[], dict], policy: Callable[[list[str]], list[str]]) -> float:
+        """One critic step (:meth:`update`) on :meth:`td_loss` of minibatches from ``sample()``, V's targets at
+        ``policy(observations)``."""
+        return self.update(lambda: self.td_loss(batch := sample(), policy(batch["observations"])))
+
+    def iql_loss(self, batch: dict, expectile: float) -> torch.Tensor:
+        """Offline ArCHer's IQL loss (:func:`~zoo.agents.archer.losses.iql_critic_loss`) on one minibatch: V by
+        ``expectile`` regression to the target's Q at the data's own utterances."""
+        q, v = self.networks.critic(batch["observations"], batch["actions"])
+        with torch.no_grad():
+            target_v_next = self.networks.target.values(batch["next_observations"])
+            target_q_data, _ = self.networks.target(batch["observations"], batch["actions"])
+        return iql_critic_loss(q, v, batch["rewards"], batch["dones"], target_v_next, target_q_data,
+                               self.config.gamma, expectile)
+
+    def update(self, minibatch_loss: Callable[[], torch.Tensor]) -> float:
+        """One critic step: ``grad_accum_steps`` losses of ``minibatch_loss()`` accumulated, the norm clipped,
+        a step, then the target update; returns the mean minibatch loss."""
+        total = accumulate_gradients(minibatch_loss, self.config)
+        clip_and_step_module(self.optimizer, self.networks.critic, self.config)
+        self.networks.update_target(self.config.tau)
+        return total
+
+    def learn_from_rollout(self, dialogues: list[list[Turn]], update: Callable[[], float]) -> dict[str, float]:
+        """An online iteration's critic phase: ``dialogues`` into the replay, then ``critic_epochs`` calls of
+        ``update`` (the agent's critic step); returns ``critic_loss`` (their mean), if any ran."""
+        self.add(dialogues)
+        losses = [update() for _ in range(self.config.critic_epochs)]
+        return {"critic_loss": float(np.mean(losses))} if losses else {}
+
+
+_PIECES = {"networks": "The critic and its target (:class:`CriticWithTarget`), checkpointed as ``critic``.",
+           "optimizer": "The critic's Adam, checkpointed as ``critic``.",
+           "replay": "The FIFO replay of utterance transitions the critic learns from."}
+
+
+def critic_attribute(piece: str) -> property:
+    """A read-only agent attribute for a piece of its held :class:`UtteranceCriticLearner` (``networks``,
+    ``optimizer`` or ``replay``: ``agent.critic``, ``agent.critic_optimizer``, ``agent.replay``), so that these
+    public names stay the agent's."""
+    return property(lambda agent: getattr(agent.utterance_critic, piece), doc=_PIECES[piece])

@@ -23,7 +23,8 @@ from torch import nn
 
 from zoo.agents import register_agent
 from zoo.agents.config import in_unit_interval, positive
-from zoo.agents.language import LanguageAgent, LanguageAgentConfig
+from zoo.agents.language import (ActorTrainingSettings, LanguageAgent,
+                                 LanguageAgentConfig)
 from zoo.envs.text.dialogues import Turn
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids
@@ -67,7 +68,7 @@ TINY_TOKEN_PPO = {"actor_lr": 1e-4, "num_envs": 32, "rollout_size": 32, "batch_s
 
 
 @dataclasses.dataclass
-class TokenPPOConfig(LanguageAgentConfig):
+class TokenPPOConfig(ActorTrainingSettings, LanguageAgentConfig):
     """Token-level PPO's settings (ours: the reference code has none); ``actor_epochs`` are PPO's epochs over
     each rollout; each optimizer step accumulates ``grad_accum_steps`` minibatches of ``batch_size`` turns."""
 
@@ -107,6 +108,7 @@ class TokenPPO(LanguageAgent):
     def _build(self) -> None:
         super()._build()
         c = self.config
+        self.actor_optimizer = self.actor_adam(c.actor_lr)
         torch.manual_seed(self.seed + 3)
         self.value_head = nn.Linear(int(self.actor.config.hidden_size), 1).to(self.device)
         self.value_optimizer = adam(self.value_head.parameters(), c.value_lr)
