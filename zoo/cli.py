@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from zoo.logger import write_json_atomic
 
     cls = get_agent(args.agent)
+    if args.steps < 1 or args.eval_episodes < 1:  # before any training, not after it
+        raise ZooError(f"--steps and --eval-episodes must be positive, got {args.steps} and {args.eval_episodes}")
     overrides = cls.config_class.parse_overrides(args.set or [])
     data = {"data": args.data} if args.data else {}
     if cls.learns_from_data and not data:
@@ -216,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args, console)
     except ZooError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    except Exception as exc:  # noqa: BLE001  (every error is a message and exit status 2; the trace on request)
+        if os.environ.get("ZOO_TRACEBACK"):
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                                   f"(set ZOO_TRACEBACK=1 for the traceback)", highlight=False)
         return 2
 
 

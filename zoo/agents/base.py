@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from zoo import __version__
 from zoo.agents.config import AgentConfig
+from zoo.agents.guard import NumericalGuard
 from zoo.checkpoint import load_checkpoint, pack_state, save_checkpoint, unpack_state
 from zoo.envs import make_env
 from zoo.envs.host import HostVecEnv
@@ -31,7 +33,7 @@ from zoo.logger import RunLogger
 from zoo.progress import TrainingProgress
 from zoo.rollout import Obs, evaluate_policy
 from zoo.utils.device import resolve_device
-from zoo.utils.seeding import AgentRandomness
+from zoo.utils.seeding import AgentRandomness, check_seed
 
 #: ``callback(agent, metrics) -> bool | None``; returning False stops training.
 Callback = Callable[["Agent", dict], Optional[bool]]
@@ -83,13 +85,18 @@ class Agent:
                             f"got {type(env).__name__}")
         self.env_id: str | None = env if isinstance(env, str) else env.env_id
         self.config = self.config_class.create(self.env_id, **hyperparameters)
-        self.seed = int(seed)
+        try:
+            self.seed = check_seed(seed)
+        except ValueError:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}") from None
         #: the agent's own torch and numpy generators (the global ones are left alone)
         self.randomness = AgentRandomness(self.seed, self.device)
         #: the horizon schedules run over (``config.schedule_steps``, else the first ``learn()``'s total)
         self.schedule_steps: int | None = None
         self.num_timesteps = 0
         self.logger: RunLogger | None = None
+        #: the path of the last checkpoint this agent wrote or was loaded from (named by NumericalError)
+        self.last_checkpoint: Path | None = None
         #: what an offline agent learns from (see :meth:`use_data`); None until given
         self.data: Any = None
         with self.randomness.active():
@@ -162,14 +169,18 @@ class Agent:
 
     # -- the contract ---------------------------------------------------------
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = True,
-              log_dir: str | os.PathLike | None = None, log_interval_s: float = 2.0) -> "Agent":
-        """Train for ``total_steps`` more env steps (counted over all envs).
+              log_dir: str | os.PathLike | None = None, log_interval_s: float = 2.0,
+              on_nonfinite: str = "raise") -> "Agent":
+        """Train for ``total_steps`` more units of the agent's budget (``budget_unit``; env steps are counted
+        over all envs).
 
         ``callback(agent, metrics)`` is called at each report; returning False
         stops early. With ``log_dir``, metrics go to CSV and TensorBoard there
-        (with the config snapshot).
+        (with the config snapshot). A non-finite loss or parameter raises
+        :class:`~zoo.errors.NumericalError` (``on_nonfinite="rollback"`` or
+        ``"skip"`` instead: see :mod:`zoo.agents.guard`).
         """
-        if not isinstance(total_steps, int) or total_steps < 1:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r} ({self.budget_unit})")
         if self.learns_from_data and self.data is None:
             raise ConfigError(f"{type(self).__name__} learns from {self.data_description} and has none: build it with "
@@ -178,6 +189,7 @@ class Agent:
         if self.schedule_steps is None:
             self.schedule_steps = getattr(self.config, "schedule_steps", None) or \
                 self.default_schedule_steps(total_steps)
+        guard = NumericalGuard(self, on_nonfinite)
         if log_dir is not None:
             self.logger = RunLogger(log_dir, config=self.describe())
         start_steps, start_time = self.num_timesteps, time.perf_counter()
@@ -194,6 +206,7 @@ class Agent:
                 if self.logger is not None and (force or now - last_log[0] >= log_interval_s):
                     self.logger.log(self.num_timesteps, metrics)
                     last_log[0] = now
+                guard.check(metrics)
                 if callback is not None:
                     with self.randomness.suspended():  # the callback's draws are the caller's, not the agent's
                         if callback(self, metrics) is False:
@@ -213,7 +226,26 @@ class Agent:
             obs = {k: torch.as_tensor(v, device=self.device) for k, v in obs.items()}
         else:
             obs = torch.as_tensor(obs, device=self.device)
+        self._check_batch(obs)
         return self._act(obs, deterministic)
+
+    def _check_batch(self, obs: Obs) -> None:
+        """A ConfigError unless ``obs`` is a batch of observations of the env's single observation space."""
+        space = self.env.single_observation_space
+        if isinstance(space, spaces.Dict) != isinstance(obs, dict):
+            raise ConfigError(f"act() takes {'a dict of tensors' if isinstance(space, spaces.Dict) else 'a tensor'} "
+                              f"for the observation space {space}, got {type(obs).__name__}")
+        items = [(k, obs[k] if k in obs else None, space[k]) for k in space.spaces] if isinstance(obs, dict) \
+            else [(None, obs, space)]
+        for key, value, sub in items:
+            name = f"observations[{key!r}]" if key is not None else "observations"
+            if value is None:
+                raise ConfigError(f"act(): {name} is missing (the observation space has keys {list(space.spaces)})")
+            shape = tuple(getattr(sub, "shape", None) or ())
+            if tuple(value.shape[1:]) != shape:
+                hint = " (one observation? pass obs[None], a batch of one)" if tuple(value.shape) == shape else ""
+                raise ConfigError(f"act(): {name} have shape {tuple(value.shape)}, expected (batch, "
+                                  f"{', '.join(map(str, shape))}) for {space if key is None else sub}{hint}")
 
     def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: BatchedEnv | None = None,
                  seed: int | None = None) -> dict[str, float]:
@@ -226,6 +258,8 @@ class Agent:
         same parameters and seed give the same result. Numeric and text envs
         go through the same loop (:func:`~zoo.rollout.evaluate_policy`).
         """
+        if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
+            raise ConfigError(f"evaluate() needs a positive number of episodes, got n_episodes={n_episodes!r}")
         seed = self.seed + 1_000_003 if seed is None else seed
         own_env = env is None
         if own_env:

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import fnmatch
 import json
+import math
 import typing
 from typing import Any, Mapping
 
@@ -149,6 +150,8 @@ def _coerce(name: str, value: Any, tp) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"hyperparameter {name!r} must be a number, got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            raise ConfigError(f"hyperparameter {name!r} must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -203,7 +206,7 @@ def _parse(name: str, text: str, tp) -> Any:
 def positive(config: AgentConfig, *names: str) -> None:
     """Raise ConfigError unless every named field is > 0."""
     for name in names:
-        if getattr(config, name) <= 0:
+        if not getattr(config, name) > 0:  # NaN too
             raise ConfigError(f"hyperparameter {name!r} must be positive, got {getattr(config, name)!r}")
 
 

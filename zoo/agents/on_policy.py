@@ -11,6 +11,7 @@ MLP, a tree ensemble), ``process_rewards`` (e.g. intrinsic rewards),
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -197,6 +198,9 @@ class OnPolicyAgent(Agent):
     def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
         c = self.config
         batch = c.num_steps * self.env.num_envs
+        if total_steps < batch:  # (larger budgets are rounded down to whole rollouts, as the docs say)
+            warnings.warn(f"{type(self).__name__} learns in whole rollouts of num_envs x num_steps = {batch} env "
+                          f"steps: learn({total_steps}) runs one rollout, {batch} steps", stacklevel=3)
         for _ in range(max(1, total_steps // batch)):
             progress = self.schedule_progress()
             self.before_update(progress)

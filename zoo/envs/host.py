@@ -366,6 +366,11 @@ class HostVecEnv(VecEnv):
                 f"flight); call step_wait() to receive the pending step's results before sending new actions")
         actions = self.check_actions(actions)
         host_actions = actions.detach().cpu().numpy()
+        if host_actions.dtype.kind == "f" and not np.isfinite(host_actions).all():  # one reduction per step
+            bad = np.argwhere(~np.isfinite(host_actions).reshape(self.num_envs, -1).all(1)).ravel()
+            raise ActionError(f"{self.env_id}: actions of envs {bad[:5].tolist()} are not finite (NaN or inf): "
+                              f"{host_actions[bad[0]].tolist()}; a policy that outputs these has diverged "
+                              f"(check its loss and learning rate)")
         if self._action_low is not None and (host_actions.min() < np.min(self._action_low)
                                              or host_actions.max() > np.max(self._action_high)):
             bad = (host_actions < self._action_low) | (host_actions > self._action_high)
