@@ -48,3 +48,45 @@ class PreferenceDatasetError(ZooError, ValueError):
 
 class ConfigError(ZooError, ValueError):
     """Invalid hyperparameters or configuration values."""
+
+
+class NumericalError(ZooError, ArithmeticError):
+    """Training produced a non-finite loss or parameter; names the agent, the step, the term and the last good
+    checkpoint."""
+
+
+class LLMError(ZooError, RuntimeError):
+    """An LLM back-end (an OpenAI-compatible server) that failed a request; each subclass names one cause and its
+    fix. ``endpoint`` is the URL, ``attempts`` how many tries were made."""
+
+    def __init__(self, message: str, endpoint: str = "", attempts: int = 0):
+        super().__init__(message)
+        self.endpoint, self.attempts = endpoint, attempts
+
+
+class LLMConnectionError(LLMError):
+    """The server could not be reached (connection refused or reset): it is not running or the URL is wrong."""
+
+
+class LLMTimeoutError(LLMError):
+    """The server did not finish a reply within the request's deadline (a hung or overloaded server)."""
+
+
+class LLMAuthError(LLMError):
+    """The server refused the credentials (HTTP 401 / 403): the API key is missing or wrong. Not retried."""
+
+
+class LLMRateLimitError(LLMError):
+    """The server kept answering HTTP 429 (rate limited) through every retry."""
+
+
+class LLMServerError(LLMError):
+    """The server kept failing with HTTP 5xx through every retry."""
+
+
+class LLMBadRequestError(LLMError):
+    """The server rejected the request (HTTP 400 / 404 / 422: unknown model, bad parameters). Not retried."""
+
+
+class LLMResponseError(LLMError):
+    """The server answered something that is not an OpenAI-style completion (not JSON, or no text in it)."""
