@@ -129,3 +129,14 @@ def test_cli_refuses_zero_eval_episodes_before_training_and_prints_no_traceback(
                  "--set", "learning_rate=nan"]) == 2
     err = capsys.readouterr().err
     assert "learning_rate" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(secrets="dog"), "secrets must be a list of words"),
+    (dict(oracle="yes"), "oracle must be an Oracle"),
+    (dict(max_turns=2.7), "max_turns must be a positive integer"),
+    (dict(max_turns=0), "max_turns must be a positive integer"),
+])
+def test_text_game_arguments_are_checked(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        zoo.make_env("text/twenty-questions-subset", **kwargs)

@@ -224,12 +224,18 @@ def make_game(task: str, oracle: Oracle | None = None, max_turns: int | None = N
         raise ConfigError(f"unknown text game {task!r}; known: {', '.join(sorted(GAMES))}")
     game = GAMES[task]()
     if oracle is not None:
+        if not callable(getattr(oracle, "answer", None)):
+            raise ConfigError(f"{task}: oracle must be an Oracle (an object with answer(secret, question), e.g. "
+                              f"HTTPOracle(...)), got {oracle!r}")
         game.oracle = oracle
     if max_turns is not None:
-        if int(max_turns) < 1:
-            raise ConfigError(f"max_turns must be at least 1, got {max_turns!r}")
-        game.max_turns = int(max_turns)
+        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+            raise ConfigError(f"{task}: max_turns must be a positive integer, got {max_turns!r}")
+        game.max_turns = max_turns
     if secrets is not None:
+        if isinstance(secrets, str) or not all(isinstance(s, str) for s in secrets):
+            raise ConfigError(f"{task}: secrets must be a list of words (e.g. secrets=['dog', 'cat']), got "
+                              f"{secrets!r}")
         unknown = [s for s in secrets if s not in game.secrets]
         if unknown or not secrets:
             raise ConfigError(f"{task}: secrets must be a non-empty subset of the game's; unknown: {unknown}")
