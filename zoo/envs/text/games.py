@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from zoo.envs.text.oracles import ANSWERS, INVALID, AttributeOracle, Oracle
+from zoo.envs.text.oracles import ANSWERS, INVALID, AttributeOracle, Oracle, ask_all
 from zoo.envs.vec import BatchedEnv
 from zoo.errors import ConfigError
 
@@ -81,13 +81,20 @@ class Episode:
     def observation(self) -> str:
         return HEADER + "".join(line + "\n" for line in self.lines)
 
-    def step(self, utterance: str) -> tuple[str, float, bool]:
-        """Ask one question; returns (observation, reward, done)."""
+    def question(self, utterance: str) -> str:
+        """The question ``utterance`` asks (changes nothing)."""
         if self.done:
             raise RuntimeError("the episode is over; reset first")
-        question = clean_question(utterance)
+        return clean_question(utterance)
+
+    def step(self, utterance: str) -> tuple[str, float, bool]:
+        """Ask one question; returns (observation, reward, done)."""
+        question = self.question(utterance)
         # an empty utterance asks nothing (and costs an LLM oracle no call)
-        answer = self.game.oracle.answer(self.secret, question) if question else INVALID
+        return self.record(question, self.game.oracle.answer(self.secret, question) if question else INVALID)
+
+    def record(self, question: str, answer: str) -> tuple[str, float, bool]:
+        """Play ``question`` answered ``answer``; returns (observation, reward, done)."""
         self.lines.append(f"{question} {answer}")
         won = self.game.rules.guessed(question) == self.secret
         self.done = won or len(self.lines) >= self.game.max_turns
@@ -132,9 +139,17 @@ class TextVecEnv(BatchedEnv):
         self._check_no_step_in_flight("step()")
         if isinstance(actions, str) or len(actions) != self.num_envs or not all(isinstance(a, str) for a in actions):
             raise TypeError(f"{self.env_id}: actions must be a list of {self.num_envs} strings")
+        # every question is answered before any game moves on: an oracle that fails (an LLM server down)
+        # raises with every game as it was, and the same step can be retried
+        questions = [episode.question(utterance) for episode, utterance in zip(self.episodes, actions)]
+        asked = [i for i, q in enumerate(questions) if q]  # an empty utterance asks nothing
+        answers = [INVALID] * self.num_envs
+        for i, answer in zip(asked, ask_all(self.game.oracle, [(self.episodes[i].secret, questions[i])
+                                                                for i in asked])):
+            answers[i] = answer
         obs, final, rewards, dones, success = [], [], [], [], []
-        for i, utterance in enumerate(actions):
-            o, r, d = self.episodes[i].step(utterance)
+        for i in range(self.num_envs):
+            o, r, d = self.episodes[i].record(questions[i], answers[i])
             final.append(o)
             rewards.append(r)
             dones.append(d)
@@ -147,6 +162,12 @@ class TextVecEnv(BatchedEnv):
         return (obs, as_tensor(rewards, torch.float32), as_tensor(dones, torch.bool),
                 torch.zeros(self.num_envs, dtype=torch.bool, device=self.device),
                 {"final_obs": final, "success": as_tensor(success, torch.float32)})
+
+    def oracle_metrics(self) -> dict[str, float]:
+        """The oracle's counters for a logger (an LLM oracle's ``llm/requests``, ``llm/retries``,
+        ``llm/failures``, ``llm/invalid_replies``, latency); empty for the rule table."""
+        metrics = getattr(self.game.oracle, "metrics", None)
+        return dict(metrics()) if callable(metrics) else {}
 
     def sample_actions(self) -> list[str]:
         """Random strings (mostly invalid questions), one per env."""

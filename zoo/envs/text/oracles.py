@@ -6,26 +6,28 @@ Every oracle answers one of :data:`ANSWERS` (the reference games' format).
 
 from __future__ import annotations
 
-import json
 import re
-import time
 import unicodedata
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, LLMError
+from zoo.llm.client import LLMClient, LLMStats
 
 YES, NO, INVALID = "Yes.", "No.", "Invalid Question."
 ANSWERS = (YES, NO, INVALID)
 
 
-class OracleError(ZooError, RuntimeError):
-    """An oracle back-end that cannot be reached or answers nonsense (names the endpoint and the cause)."""
+#: an oracle back-end that failed (each cause its own subclass: ``zoo.errors.LLMConnectionError``,
+#: ``LLMTimeoutError``, ``LLMAuthError``, ``LLMRateLimitError``, ``LLMServerError``, ``LLMBadRequestError``,
+#: ``LLMResponseError``; each names the endpoint, the cause and the fix)
+OracleError = LLMError
 
 
 class Oracle(Protocol):
+    """Answers questions; an oracle may also have ``answer_batch(pairs) -> list[str]`` (all or nothing),
+    which :func:`ask_all` prefers."""
+
     def answer(self, secret: str, question: str) -> str:
         """One of :data:`ANSWERS` to ``question`` about ``secret``."""
 
@@ -100,13 +102,45 @@ class AttributeOracle:
         return NO if _IS_IT.match(normalize(question)) else INVALID
 
 
+def parse_answer(reply: str) -> str | None:
+    """The answer a reply gives, strictly: its first clause (up to the first ``.``, ``,``, ``;``, ``:``, ``!``,
+    ``?`` or line break), with case and spacing normalised, must be exactly ``yes``, ``no`` or ``invalid
+    question`` (``"Yes."``, ``"no"``, ``"Yes, it is."``); anything else (``"Not sure."``, ``"No idea"``,
+    ``"Nope"``) is ``None``."""
+    if not isinstance(reply, str):
+        return None
+    first = re.split(r"[.,;:!?\n]", reply.strip().strip("\"'`*"), maxsplit=1)[0]
+    return _STRICT.get(normalize(first))
+
+
+_STRICT = {"yes": YES, "no": NO, "invalid question": INVALID, "invalid": INVALID}
+
+
+def ask_all(oracle: Oracle, pairs: list[tuple[str, str]]) -> list[str]:
+    """``oracle``'s answers to every ``(secret, question)`` pair, or an error and no answer at all (a batched
+    oracle asks them together; any other oracle one after the other, all before the caller changes anything)."""
+    batch = getattr(oracle, "answer_batch", None)
+    answers = list(batch(pairs)) if callable(batch) else [oracle.answer(s, q) for s, q in pairs]
+    if len(answers) != len(pairs) or not all(a in ANSWERS for a in answers):
+        raise OracleError(f"the oracle {type(oracle).__name__} gave {answers!r} for {len(pairs)} questions; "
+                          f"it must give one of {ANSWERS} per question")
+    return answers
+
+
 @dataclass
 class HTTPOracle:
-    """An LLM behind an OpenAI-compatible ``/v1/chat/completions`` endpoint answers the questions.
+    """An LLM behind an OpenAI-compatible server answers the questions, through the shared
+    :class:`zoo.llm.client.LLMClient` (``/v1/chat/completions``, or ``/v1/completions`` with
+    ``endpoint="completions"``).
 
-    ``prompt`` is formatted with ``secret`` and ``question``; the reply is mapped to :data:`ANSWERS` (a reply
-    starting with yes / no, else invalid). Timeouts and connection errors are retried ``retries`` times with
-    exponential back-off, then raise :class:`OracleError` naming the endpoint.
+    ``prompt`` is formatted with ``secret`` and ``question``; the reply is parsed strictly
+    (:func:`parse_answer`): one that is not an answer counts in ``stats.invalid_replies`` and answers
+    ``Invalid Question.``. A batch (:meth:`answer_batch`, which ``TextVecEnv.step`` uses) is requested
+    concurrently and is all or nothing. ``timeout_s`` limits each try (the whole reply), ``deadline_s`` each
+    request; connection errors, timeouts, HTTP 429 and 5xx are retried ``retries`` times with exponential
+    back-off from ``backoff_s``; every failure raises an :class:`OracleError` subclass naming the cause
+    (``zoo.errors.LLMConnectionError``, ``LLMTimeoutError``, ``LLMAuthError``, ...). ``client``: share one
+    client (and its counters) instead of building one from these settings.
     """
 
     base_url: str
@@ -118,35 +152,42 @@ class HTTPOracle:
     timeout_s: float = 30.0
     retries: int = 3
     backoff_s: float = 1.0
+    deadline_s: float | None = None
+    concurrency: int = 16
+    endpoint: str = "chat"
+    max_tokens: int = 8
+    client: LLMClient | None = None
 
-    def _post(self, payload: dict) -> dict:
-        url = self.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.loads(response.read())
-            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as exc:
-                last = exc
-                if attempt < self.retries:
-                    time.sleep(self.backoff_s * 2 ** attempt)
-        raise OracleError(f"the LLM oracle at {url} could not be reached after {self.retries + 1} tries: "
-                          f"{type(last).__name__}: {last}. Is the server running (an OpenAI-compatible endpoint, "
-                          f"e.g. vLLM's `vllm serve {self.model}`)?")
+    def __post_init__(self) -> None:
+        if self.endpoint not in ("chat", "completions"):
+            raise ConfigError(f"endpoint must be 'chat' or 'completions', got {self.endpoint!r}")
+        if "{secret}" not in self.prompt or "{question}" not in self.prompt:
+            raise ConfigError("prompt must contain the fields {secret} and {question}")
+        if self.client is None:
+            self.client = LLMClient(self.base_url, self.model, self.api_key, timeout_s=self.timeout_s,
+                                    deadline_s=self.deadline_s, retries=self.retries, backoff_s=self.backoff_s,
+                                    concurrency=self.concurrency)
+
+    @property
+    def stats(self) -> LLMStats:
+        return self.client.stats
+
+    def metrics(self, prefix: str = "llm/") -> dict[str, float]:
+        """The client's counters (requests, retries, failures, invalid replies, latency) for a logger."""
+        return self.client.metrics(prefix)
 
     def answer(self, secret: str, question: str) -> str:
-        reply = self._post({"model": self.model, "temperature": 0.0, "max_tokens": 8, "messages": [
-            {"role": "user", "content": self.prompt.format(secret=secret, question=question)}]})
-        try:
-            text = normalize(reply["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError) as exc:
-            raise OracleError(f"the LLM oracle at {self.base_url} sent an unexpected reply: {reply!r}") from exc
-        if text.startswith("yes"):
-            return YES
-        if text.startswith("no"):
-            return NO
-        return INVALID
+        return self.answer_batch([(secret, question)])[0]
+
+    def answer_batch(self, pairs: list[tuple[str, str]]) -> list[str]:
+        """The answers to every ``(secret, question)``, asked concurrently; all of them or an error."""
+        prompts = [self.prompt.format(secret=secret, question=question) for secret, question in pairs]
+        params = {"temperature": 0.0, "max_tokens": self.max_tokens}
+        if self.endpoint == "chat":
+            replies = self.client.chat_batch([[{"role": "user", "content": p}] for p in prompts], **params)
+        else:
+            replies = self.client.complete_batch(prompts, **params)
+        answers = [parse_answer(r) for r in replies]
+        if None in answers:
+            self.client.count_invalid(answers.count(None))
+        return [INVALID if a is None else a for a in answers]
