@@ -14,11 +14,15 @@ which puts it back together.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -39,10 +43,17 @@ __all__ = [
     "read_checkpoint_config",
     "pack_state",
     "unpack_state",
+    "CompanionWriter",
+    "CompanionParts",
+    "delete_checkpoint",
+    "clean_stale_temporaries",
 ]
 
 FORMAT = "zoo-checkpoint"
-FORMAT_VERSION = 1
+#: the newest format this zoo reads; checkpoints without companion files are still written as version 1
+FORMAT_VERSION = 2
+_FORMAT_VERSION_PLAIN = 1
+_COMPANIONS_KEY = "companions"  # header metadata key of the companion-file manifest (format version 2)
 
 _RESERVED_NAME = "__metadata__"  # safetensors keeps its header metadata under this key
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -65,6 +76,7 @@ def save_checkpoint(
     config: Mapping[str, Any],
     *,
     kind: str = "zoo",
+    companions: Callable[["CompanionWriter"], None] | None = None,
 ) -> Path:
     """Atomically write ``tensors`` and the JSON ``config`` to one safetensors file.
 
@@ -72,6 +84,16 @@ def save_checkpoint(
     storage (tied weights) are cloned. ``config`` must be JSON-serializable
     (numpy scalars become Python scalars, tuples become lists). Parent
     directories are created. Returns the resolved path written.
+
+    ``companions(writer)``, if given, writes the files that belong with the
+    checkpoint (e.g. a tree ensemble in its library's format) under the new
+    names that :meth:`CompanionWriter.part` hands out. The whole is one atomic
+    unit: every part is written and hashed first, then the safetensors header,
+    which records a manifest of the parts (names, sizes, sha256), replaces the
+    old checkpoint in one rename; the replaced checkpoint's parts are removed
+    only after that. A crash at any point leaves the old checkpoint whole; the
+    temporaries it leaves are removed by the next save of that name
+    (:func:`clean_stale_temporaries`).
     """
     if not isinstance(kind, str) or not kind:
         raise CheckpointConfigError(f"checkpoint kind must be a non-empty string, got {kind!r}")
@@ -83,31 +105,329 @@ def save_checkpoint(
     prepared = _prepare_tensors(tensors)
     metadata = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(_FORMAT_VERSION_PLAIN),
         "kind": kind,
         "zoo_version": _zoo_version(),
         "config": config_json,
     }
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    path = path.parent.resolve() / path.name
     mode = _file_mode(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.close(fd)
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    with _active_save(token):
+        clean_stale_temporaries(path)
+        replaced = _committed_part_names(path)
+        writer = CompanionWriter(path, token)
+        tmp_name = str(path.parent / f".{path.name}.{token}.tmp")
         try:
-            save_file(prepared, tmp_name, metadata=metadata)
-        except Exception as exc:  # e.g. a dtype safetensors cannot store
-            raise CheckpointError(f"could not write checkpoint {str(path)!r}: {exc}") from exc
-        with open(tmp_name, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
+            if companions is not None:
+                companions(writer)
+                manifest = writer._seal()
+                if manifest:
+                    metadata[_COMPANIONS_KEY] = json.dumps(manifest, separators=(",", ":"))
+                    metadata["format_version"] = str(FORMAT_VERSION)
+            os.close(os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            try:
+                save_file(prepared, tmp_name, metadata=metadata)
+            except Exception as exc:  # e.g. a dtype safetensors cannot store
+                raise CheckpointError(f"could not write checkpoint {str(path)!r}: {exc}") from exc
+            with open(tmp_name, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_name, mode)
+            _fsync_dir(path.parent)  # the parts' names are durable before the header that lists them
+            os.replace(tmp_name, path)  # the commit
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp_name)
+            writer._discard()
+            raise
+        _fsync_dir(path.parent)
+        keep = set(writer._files())
+        for name in replaced or []:
+            if name not in keep:
+                with suppress(OSError):
+                    os.unlink(path.parent / name)
+        for legacy in writer._replaced:
+            with suppress(OSError):
+                os.unlink(legacy)
+    return path
+
+
+# --------------------------------------------------------------------------- companion files
+
+_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")
+#: a part's base name: ``<checkpoint name>.<label>-<pid>-<16 hex>`` (the library writing it appends suffixes)
+_PART_SHAPE = re.compile(r".+\.[A-Za-z0-9_]+-\d+-[0-9a-f]{16}.*", re.DOTALL)
+#: temporaries of the previous format (``tempfile.mkstemp``, no pid): removed once this old
+_LEGACY_TMP_AGE_S = 600.0
+_ACTIVE_TOKENS: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _active_save(token: str) -> Iterator[None]:
+    with _ACTIVE_LOCK:
+        _ACTIVE_TOKENS.add(token)
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE_TOKENS.discard(token)
+
+
+class CompanionWriter:
+    """Hands out the names under which a save writes a checkpoint's companion files.
+
+    ``part(label, description)`` returns a base path in the checkpoint's folder
+    that is new to this save; every file whose name starts with it belongs to
+    the part (a library may append its own suffixes). The files are hashed into
+    the checkpoint's manifest once the callback returns.
+    """
+
+    def __init__(self, path: Path, token: str):
+        self.path = path
+        self._token = token
+        self._parts: dict[str, tuple[str, Path]] = {}
+        self._replaced: list[Path] = []
+        self._manifest: dict[str, Any] = {}
+
+    def part(self, label: str, description: str) -> Path:
+        if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or label in self._parts:
+            raise CheckpointConfigError(f"companion label must be a new word of [A-Za-z0-9_], got {label!r}")
+        base = self.path.with_name(f"{self.path.name}.{label}-{self._token}")
+        self._parts[label] = (str(description), base)
+        return base
+
+    def replaces(self, *files: Path) -> None:
+        """Exact paths of the companions of a checkpoint of the previous (manifest-less) format at this path,
+        removed once the new checkpoint is committed."""
+        for f in files:
+            f = Path(f)
+            if f.parent.resolve() == self.path.parent and f.name.startswith(self.path.name + "."):
+                self._replaced.append(self.path.parent / f.name)
+
+    def _part_files(self, base: Path) -> list[str]:
+        return sorted(n for n in os.listdir(base.parent) if n.startswith(base.name))
+
+    def _seal(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = {}
+        for label, (description, base) in self._parts.items():
+            names = self._part_files(base)
+            if not names:
+                raise CheckpointError(f"could not write checkpoint {str(self.path)!r}: {description} wrote no file "
+                                      f"at {str(base)!r}")
+            files = {}
+            for name in names:
+                f = base.parent / name
+                if f.is_symlink() or not f.is_file():
+                    raise CheckpointError(f"could not write checkpoint {str(self.path)!r}: {description} part "
+                                          f"{name!r} is not a regular file")
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                files[name] = {"size": f.stat().st_size, "sha256": _sha256(f)}
+            manifest[label] = {"description": description, "base": base.name, "files": files}
+        self._manifest = manifest
+        return manifest
+
+    def _files(self) -> list[str]:
+        return [n for part in self._manifest.values() for n in part["files"]]
+
+    def _discard(self) -> None:
+        for _description, base in self._parts.values():
+            with suppress(OSError):
+                for name in self._part_files(base):
+                    with suppress(OSError):
+                        os.unlink(base.parent / name)
+
+
+class CompanionParts:
+    """A loaded checkpoint's companion files, checked against its manifest.
+
+    ``base(label)`` is the base path of a part (what its library loads), or
+    None for a checkpoint of the previous format, which has no manifest.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any] | None):
+        self.path = path
+        self.manifest = manifest
+
+    @property
+    def has_manifest(self) -> bool:
+        return self.manifest is not None
+
+    def base(self, label: str) -> Path | None:
+        if self.manifest is None:
+            return None
+        if label not in self.manifest:
+            raise CheckpointError(f"checkpoint {str(self.path)!r} has no {label!r} part in its manifest (it lists "
+                                  f"{sorted(self.manifest) or 'none'}); it was saved by another kind of agent")
+        return self.path.parent / self.manifest[label]["base"]
+
+
+def check_companion_file(path: Path, file: Path, description: str) -> None:
+    """Refuse a companion ``file`` of checkpoint ``path`` that is missing, not a regular file, or a symlink
+    leading out of the checkpoint's folder."""
+    folder = path.parent.resolve()
+    where = repr(str(path))
+    if file.is_symlink():
+        target = file.resolve()
+        if folder not in target.parents:
+            raise CheckpointError(
+                f"checkpoint {where}: {description} file {file.name!r} is a symlink to {str(target)!r}, outside the "
+                f"checkpoint's folder {str(folder)!r}; a checkpoint loads only files it holds: copy the file in "
+                "place of the link if you trust it")
+    if not file.exists():
+        raise CheckpointError(f"checkpoint {where}: {description} saved beside it is missing ({file.name}); restore "
+                              "the file from where the checkpoint came from, or save the agent again")
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {where}: {description} file {file.name!r} is not a regular file")
+
+
+def _verify_manifest(path: Path, raw: str | None, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {where} is corrupt: its companion manifest is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"checkpoint {where} is corrupt: its companion manifest is not a JSON object")
+    for label, part in manifest.items():
+        bad = f"checkpoint {where} is corrupt: companion part {label!r} of its manifest"
+        if not isinstance(part, dict) or not isinstance(part.get("base"), str) or \
+                not isinstance(part.get("files"), dict) or not part["files"]:
+            raise CheckpointError(f"{bad} is malformed")
+        description = part.get("description")
+        description = description if isinstance(description, str) else f"companion part {label!r}"
+        for name in [part["base"], *part["files"]]:
+            if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+                    or "\0" in name or os.sep in name:
+                raise CheckpointError(f"{bad} names {name!r}, which is not a file in the checkpoint's folder; a "
+                                      "checkpoint loads only files it holds")
+        for name, entry in part["files"].items():
+            if not name.startswith(part["base"]):
+                raise CheckpointError(f"{bad} lists {name!r}, which is not under its base {part['base']!r}")
+            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or \
+                    type(entry.get("size")) is not int:
+                raise CheckpointError(f"{bad} has a malformed entry for {name!r}")
+            file = path.parent / name
+            check_companion_file(path, file, description)
+            size = file.stat().st_size
+            if size != entry["size"] or _sha256(file) != entry["sha256"]:
+                raise CheckpointError(
+                    f"checkpoint {where}: {description} file {name!r} does not match the checkpoint's manifest "
+                    f"({size} bytes, expected {entry['size']}; or a different sha256): it was replaced or modified "
+                    "after the checkpoint was saved. Restore the file that was saved with it, or save the agent again")
+    return manifest
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _committed_part_names(path: Path) -> list[str] | None:
+    """The companion file names the checkpoint now at ``path`` lists (only names shaped like parts); [] when
+    there is none, None when its header cannot be read (then nothing is cleaned up as unreferenced)."""
+    if not path.exists():
+        return []
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            meta = handle.metadata() or {}
+        manifest = json.loads(meta.get(_COMPANIONS_KEY, "{}"))
+        names = [n for part in manifest.values() for n in part["files"]]
+    except Exception:
+        return None
+    return [n for n in names if isinstance(n, str) and "/" not in n and os.sep not in n and _PART_SHAPE.fullmatch(n)]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    with suppress(OSError, IndexError):  # a zombie (killed, not yet reaped) is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2] == "Z":
+            return False
+    return True
+
+
+def _stale(pid: int, token: str) -> bool:
+    if pid == os.getpid():
+        with _ACTIVE_LOCK:
+            return token not in _ACTIVE_TOKENS
+    return not _pid_alive(pid)
+
+
+def clean_stale_temporaries(path: PathLike) -> list[str]:
+    """Remove what interrupted saves of the checkpoint ``path`` left in its folder; returns the names removed.
+
+    Only files of zoo's own naming for that exact checkpoint name are touched
+    (names are compared literally, never globbed): header temporaries
+    ``.<name>.<pid>-<hex>.tmp`` (which safetensors wrote into) and companion
+    parts ``<name>.<label>-<pid>-<hex>...`` that the committed checkpoint does
+    not list, written by a process that is gone (or by this one, outside a save
+    in progress), and temporaries of the previous naming
+    (``.<name>.<8 chars>.tmp``) not modified for ten minutes.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    folder, name = path.parent, path.name
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    esc = re.escape(name)
+    header_tmp = re.compile(rf"\.{esc}\.(\d+)-([0-9a-f]{{16}})\.tmp", re.DOTALL)
+    legacy_tmp = re.compile(rf"\.{esc}\.[a-z0-9_]{{8}}\.tmp", re.DOTALL)
+    part = re.compile(rf"{esc}\.[A-Za-z0-9_]+-(\d+)-([0-9a-f]{{16}}).*", re.DOTALL)
+    referenced = None
+    removed = []
+    for entry in entries:
+        target = folder / entry
+        m = header_tmp.fullmatch(entry)
+        if m:
+            stale = _stale(int(m.group(1)), m.group(2))
+        elif legacy_tmp.fullmatch(entry):
+            try:
+                stale = time.time() - target.lstat().st_mtime > _LEGACY_TMP_AGE_S
+            except OSError:
+                continue
+        else:
+            m = part.fullmatch(entry)
+            if not m or not _stale(int(m.group(1)), m.group(2)):
+                continue
+            if referenced is None:
+                referenced = _committed_part_names(path)
+            stale = referenced is not None and entry not in referenced
+        if stale:
+            with suppress(OSError):
+                if not target.is_dir() or target.is_symlink():
+                    os.unlink(target)
+                    removed.append(entry)
+    return removed
+
+
+def delete_checkpoint(path: PathLike) -> None:
+    """Remove the checkpoint at ``path`` and the companion files its manifest lists (nothing else)."""
+    path = Path(os.fspath(path)).expanduser()
+    names = _committed_part_names(path) or []
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+    for name in names:
         with suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
-    return path.resolve()
+            os.unlink(path.parent / name)
+    clean_stale_temporaries(path)
 
 
 def _prepare_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -231,32 +551,40 @@ def load_checkpoint(
     *,
     device: str | torch.device = "cpu",
     kind: str | None = None,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    parts: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | tuple[dict[str, torch.Tensor], dict[str, Any], CompanionParts]:
     """Load ``(tensors, config)`` from a zoo checkpoint, without unpickling anything.
 
     With ``kind`` given, a checkpoint of another kind is refused. Raises
     :class:`~zoo.errors.CheckpointError` for a missing, corrupt, pickled or
-    foreign file.
+    foreign file. With ``parts=True``, returns ``(tensors, config, parts)``
+    where ``parts`` (:class:`CompanionParts`) has every companion file checked
+    against the checkpoint's manifest: a missing, replaced (sha256 mismatch) or
+    out-of-folder symlinked part is a CheckpointError naming it.
     """
     device = torch.device(device)
-    with _open_zoo(path, kind) as (handle, config, where):
+    p = Path(os.fspath(path)).expanduser()
+    with _open_zoo(path, kind) as (handle, config, where, meta):
+        companions = _verify_manifest(p, meta.get(_COMPANIONS_KEY), where) if parts else None
         try:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         except Exception as exc:
             raise CheckpointError(f"checkpoint {where} is corrupt: {exc}") from exc
     if device.type != "cpu":
         tensors = {name: t.to(device) for name, t in tensors.items()}
+    if parts:
+        return tensors, config, CompanionParts(p, companions)
     return tensors, config
 
 
 def read_checkpoint_config(path: PathLike, *, kind: str | None = None) -> dict[str, Any]:
     """The config of a zoo checkpoint, read from its header without loading tensors."""
-    with _open_zoo(path, kind) as (_, config, _where):
+    with _open_zoo(path, kind) as (_, config, _where, _meta):
         return config
 
 
 @contextmanager
-def _open_zoo(path: PathLike, kind: str | None) -> Iterator[tuple[Any, dict[str, Any], str]]:
+def _open_zoo(path: PathLike, kind: str | None) -> Iterator[tuple[Any, dict[str, Any], str, dict[str, str]]]:
     """Open ``path`` with safetensors and validate its zoo metadata."""
     p = Path(os.fspath(path)).expanduser()
     where = repr(str(p))
@@ -269,8 +597,9 @@ def _open_zoo(path: PathLike, kind: str | None) -> Iterator[tuple[Any, dict[str,
     except Exception as exc:
         raise _unreadable(p, where, exc) from exc
     with handle:
-        config = _check_metadata(handle.metadata(), where, kind)
-        yield handle, config, where
+        meta = handle.metadata() or {}
+        config = _check_metadata(meta, where, kind)
+        yield handle, config, where, meta
 
 
 def _unreadable(path: Path, where: str, exc: BaseException) -> CheckpointError:

@@ -80,7 +80,7 @@ def _cmd_env_info(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from zoo.agents import get_agent
-    from zoo.logger import write_json_atomic
+    from zoo.logger import RunLogger, write_json_atomic
 
     cls = get_agent(args.agent)
     if args.steps < 1 or args.eval_episodes < 1:  # before any training, not after it
@@ -89,14 +89,31 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     data = {"data": args.data} if args.data else {}
     if cls.learns_from_data and not data:
         raise ZooError(f"{cls.__name__} learns from {cls.data_description}: pass --data PATH")
-    agent = cls(args.env, seed=args.seed, device=args.device, **data, **overrides)
     out = Path(args.out)
-    console.print(f"training {cls.__name__} on {args.env} for {args.steps} {cls.budget_unit} -> {out}",
-                  highlight=False)
-    agent.learn(args.steps, progress=not args.no_progress, log_dir=out)
-    path = agent.save(out / "model.safetensors")
-    result = agent.evaluate(args.eval_episodes)
-    write_json_atomic(out / "eval.json", result)
+    model = out / "model.safetensors"
+    if args.resume and args.overwrite:
+        raise ZooError("--resume and --overwrite exclude each other: continue the run in --out, or replace it")
+    if args.resume and model.exists():  # go on from the saved model
+        if overrides:
+            raise ZooError(f"--set cannot change the hyperparameters of the run resumed in {str(out)!r}; start a "
+                           "new run (another --out, or --overwrite) to change them")
+        agent = cls.load(model, device=args.device, **data)
+        if agent.env_id != args.env:
+            raise ZooError(f"the run in {str(out)!r} trains on {agent.env_id}, not {args.env}: pass --env "
+                           f"{agent.env_id} to resume it, or start a new run")
+    else:
+        agent = cls(args.env, seed=args.seed, device=args.device, **data, **overrides)
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    agent.logger = RunLogger(out, config=agent.describe(), mode=mode)  # locks --out; refuses another run's folder
+    try:
+        console.print(f"training {cls.__name__} on {args.env} for {args.steps} {cls.budget_unit} -> {out}",
+                      highlight=False)
+        agent.learn(args.steps, progress=not args.no_progress)
+        path = agent.save(model)
+        result = agent.evaluate(args.eval_episodes)
+        write_json_atomic(out / "eval.json", result)
+    finally:
+        agent.logger.close()
     console.print(f"saved {path}; evaluation over {args.eval_episodes} episodes: {_fmt(result)}", highlight=False)
     return 0
 
@@ -141,6 +158,12 @@ def _cmd_data_prefs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_serve_judge(args: argparse.Namespace, console: Console) -> int:
+    from zoo.llm.judge_server import serve
+
+    return serve(args)
+
+
 def _fmt(result: dict) -> str:
     return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
 
@@ -176,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (from its model.safetensors, "
+                   "appending to progress.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are removed first)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained agent (a run folder or a checkpoint)")
@@ -209,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_bench)
+
+    from zoo.llm.judge_server import add_arguments as _judge_arguments
+
+    p = sub.add_parser("serve-judge", help="a local OpenAI-compatible server (127.0.0.1) answering with the text "
+                       "games' rule oracle, with fault switches for testing LLM clients")
+    _judge_arguments(p).set_defaults(func=_cmd_serve_judge)
     return parser
 
 

@@ -24,7 +24,8 @@ from torch import nn
 from zoo import __version__
 from zoo.agents.config import AgentConfig
 from zoo.agents.guard import NumericalGuard
-from zoo.checkpoint import load_checkpoint, pack_state, save_checkpoint, unpack_state
+from zoo.checkpoint import (CompanionParts, CompanionWriter, load_checkpoint, pack_state, save_checkpoint,
+                            unpack_state)
 from zoo.envs import make_env
 from zoo.envs.host import HostVecEnv
 from zoo.envs.vec import BatchedEnv, VecEnv
@@ -307,15 +308,20 @@ class Agent:
         config = dict(self.describe(), num_timesteps=self.num_timesteps, schedule_steps=self.schedule_steps,
                       numpy_random=self.randomness.numpy_state(), optimizers=skeletons,
                       extra_state=self.extra_state())
-        self.save_companions(Path(os.fspath(path)).expanduser().resolve())  # first: a checkpoint never lacks them
-        return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__)
+        target = Path(os.fspath(path)).expanduser().resolve()
+        # the companions are written under new names first; the header, listing them with their hashes, commits all
+        return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__,
+                               companions=lambda parts: self.save_companions(target, parts))
 
-    def save_companions(self, path: Path) -> None:
+    def save_companions(self, path: Path, parts: CompanionWriter) -> None:
         """Write state that is not torch tensors beside the checkpoint at ``path`` (e.g. a tree ensemble in
-        its library's own file format); the default has none."""
+        its library's own file format), under the base paths ``parts.part(label, description)`` hands out
+        (never under fixed names: the old checkpoint keeps its files until the new one is committed); the
+        default has none."""
 
-    def load_companions(self, path: Path) -> None:
-        """Read what :meth:`save_companions` wrote beside the checkpoint at ``path``."""
+    def load_companions(self, path: Path, parts: CompanionParts) -> None:
+        """Read what :meth:`save_companions` wrote beside the checkpoint at ``path``: ``parts.base(label)``
+        (already checked against the checkpoint's manifest), or None for a checkpoint saved before manifests."""
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: str | VecEnv | None = None,
@@ -328,7 +334,7 @@ class Agent:
         if deprecated:
             raise TypeError(f"load() got unexpected keyword arguments {sorted(deprecated)}")
         kind = CHECKPOINT_KIND_PREFIX + cls.__name__ if cls is not Agent else None
-        tensors, config = load_checkpoint(path, kind=kind)
+        tensors, config, parts = load_checkpoint(path, kind=kind, parts=True)
         if cls is Agent:
             from zoo.agents import get_agent
 
@@ -359,7 +365,7 @@ class Agent:
         if isinstance(config.get("numpy_random"), dict):
             agent.randomness.load_numpy_state(config["numpy_random"])
         agent.load_extra_state(config.get("extra_state", {}))
-        agent.load_companions(Path(os.fspath(path)).expanduser().resolve())
+        agent.load_companions(Path(os.fspath(path)).expanduser().resolve(), parts)
         if data is not None:
             with agent.randomness.active():
                 agent.use_data(data)

@@ -27,7 +27,7 @@ from zoo.agents.config import positive
 from zoo.agents.on_policy import ActionHead, OnPolicyAgent, OnPolicyConfig
 from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.agents.renames import Rename, RenamedHyperparameters
-from zoo.errors import CheckpointError, ConfigError, MissingExtraError
+from zoo.errors import ConfigError, MissingExtraError
 from zoo.losses import awr_weights
 from zoo.nets import adam
 from zoo.rollout import Obs
@@ -258,23 +258,29 @@ class GBRL(OnPolicyAgent):
 
     # -- checkpoints: the ensemble goes to gbrl's own file beside the safetensors checkpoint -------------
     def trees_files(self, path: Path) -> tuple[Path, list[Path]]:
-        """The base path handed to gbrl and the files it writes there (one model, or actor + critic + meta)."""
+        """The base path of a checkpoint saved before manifests and the files gbrl wrote there (one model, or
+        actor + critic + meta)."""
         base = path.with_name(path.name + ".trees")
         names = [".gbrl_model"] if self.config.shared_tree_struct else ["_policy.gbrl_model", "_value.gbrl_model",
                                                                          ".gbrl_meta"]
         return base, [base.with_name(base.name + n) for n in names]
 
-    def save_companions(self, path: Path) -> None:
-        base, _ = self.trees_files(path)
-        for stale in base.parent.glob(base.name + "*.gbrl_*"):  # gbrl would prefer a separate model left over
-            stale.unlink()
+    def save_companions(self, path: Path, parts) -> None:
+        # a base new to this save: the old checkpoint's trees stay until the new header (its manifest) commits
+        base = parts.part("trees", "the tree ensemble")
         self.policy.trees.save_learner(str(base))
+        legacy = path.with_name(path.name + ".trees")  # exact names of the previous format's files, never a glob
+        parts.replaces(*(legacy.with_name(legacy.name + n) for n in
+                         (".gbrl_model", "_policy.gbrl_model", "_value.gbrl_model", ".gbrl_meta")))
 
-    def load_companions(self, path: Path) -> None:
-        base, files = self.trees_files(path)
-        missing = [f.name for f in files if not f.exists()]
-        if missing:
-            raise CheckpointError(f"{path}: the tree ensemble saved beside it is missing ({', '.join(missing)})")
+    def load_companions(self, path: Path, parts) -> None:
+        from zoo.checkpoint import check_companion_file
+
+        base = parts.base("trees")
+        if base is None:  # saved before manifests: the fixed names, checked for presence only
+            base, files = self.trees_files(path)
+            for f in files:
+                check_companion_file(path, f, "the tree ensemble")
         self.policy.trees = gbrl_models().ActorCritic.load_learner(str(base), "cpu")
 
 
