@@ -48,7 +48,8 @@ def run_quick(out_dir: str | os.PathLike, agents: list[str] | None = None, scale
             log(f"[bench quick] {name} skipped: {exc}")
             continue
         start = time.perf_counter()
-        agent.learn(steps, progress=progress, log_dir=out / "runs" / name, log_interval_s=0.5)
+        # a re-run of the suite into the same folder replaces each agent's run
+        agent.learn(steps, progress=progress, log_dir=out / "runs" / name, log_interval_s=0.5, log_mode="overwrite")
         wall = time.perf_counter() - start
         result = agent.evaluate(task.eval_episodes)
         agent.save(out / "runs" / name / "model.safetensors")

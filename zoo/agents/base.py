@@ -171,13 +171,14 @@ class Agent:
     # -- the contract ---------------------------------------------------------
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = True,
               log_dir: str | os.PathLike | None = None, log_interval_s: float = 2.0,
-              on_nonfinite: str = "raise") -> "Agent":
+              on_nonfinite: str = "raise", log_mode: str = "auto") -> "Agent":
         """Train for ``total_steps`` more units of the agent's budget (``budget_unit``; env steps are counted
         over all envs).
 
         ``callback(agent, metrics)`` is called at each report; returning False
         stops early. With ``log_dir``, metrics go to CSV and TensorBoard there
-        (with the config snapshot). A non-finite loss or parameter raises
+        (with the config snapshot; ``log_mode``: ``"auto"`` continues this agent's own run there and refuses
+        another's, ``"new"``, ``"resume"``, ``"overwrite"``: see :class:`~zoo.logger.RunLogger`). A non-finite loss or parameter raises
         :class:`~zoo.errors.NumericalError` (``on_nonfinite="rollback"`` or
         ``"skip"`` instead: see :mod:`zoo.agents.guard`).
         """
@@ -192,7 +193,7 @@ class Agent:
                 self.default_schedule_steps(total_steps)
         guard = NumericalGuard(self, on_nonfinite)
         if log_dir is not None:
-            self.logger = RunLogger(log_dir, config=self.describe())
+            self.logger = RunLogger(log_dir, config=self.describe(), mode=log_mode)
         start_steps, start_time = self.num_timesteps, time.perf_counter()
         last_log = [-float("inf")]
         with TrainingProgress(total_steps, description=type(self).__name__, unit=self.budget_unit,
@@ -310,8 +311,10 @@ class Agent:
                       extra_state=self.extra_state())
         target = Path(os.fspath(path)).expanduser().resolve()
         # the companions are written under new names first; the header, listing them with their hashes, commits all
-        return save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__,
-                               companions=lambda parts: self.save_companions(target, parts))
+        saved = save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__,
+                                companions=lambda parts: self.save_companions(target, parts))
+        self.last_checkpoint = saved
+        return saved
 
     def save_companions(self, path: Path, parts: CompanionWriter) -> None:
         """Write state that is not torch tensors beside the checkpoint at ``path`` (e.g. a tree ensemble in
@@ -369,6 +372,7 @@ class Agent:
         if data is not None:
             with agent.randomness.active():
                 agent.use_data(data)
+        agent.last_checkpoint = Path(os.fspath(path)).expanduser().resolve()
         return agent
 
 
