@@ -29,7 +29,7 @@ from zoo.checkpoint import (CompanionParts, CompanionWriter, load_checkpoint, pa
 from zoo.envs import make_env
 from zoo.envs.host import HostVecEnv
 from zoo.envs.vec import BatchedEnv, VecEnv
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, MissingExtraError
 from zoo.logger import RunLogger
 from zoo.progress import TrainingProgress
 from zoo.rollout import Obs, evaluate_policy
@@ -338,6 +338,28 @@ class Agent:
             raise TypeError(f"load() got unexpected keyword arguments {sorted(deprecated)}")
         kind = CHECKPOINT_KIND_PREFIX + cls.__name__ if cls is not Agent else None
         tensors, config, parts = load_checkpoint(path, kind=kind, parts=True)
+        try:
+            agent = cls._rebuild(path, tensors, config, parts, env, device)
+        except (CheckpointError, MissingExtraError):
+            raise
+        except (ConfigError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"{path}: the checkpoint's record is malformed or does not fit this agent "
+                                  f"({type(exc).__name__}: {exc}); it was not written by this zoo's save(), or was "
+                                  f"changed since") from exc
+        if data is not None:
+            with agent.randomness.active():
+                agent.use_data(data)
+        agent.last_checkpoint = Path(os.fspath(path)).expanduser().resolve()
+        return agent
+
+    @classmethod
+    def _rebuild(cls, path, tensors: dict, config: dict, parts, env, device) -> "Agent":
+        """The agent a loaded checkpoint describes, with its state restored (``load``'s body)."""
+        for name, kinds in (("agent", str), ("env_id", (str, type(None))), ("seed", int), ("hyperparameters", dict),
+                            ("optimizers", dict), ("num_timesteps", int), ("extra_state", dict)):
+            if name in config and not isinstance(config[name], kinds) or isinstance(config.get(name), bool):
+                raise CheckpointError(f"{path}: the checkpoint's '{name}' is {config[name]!r}, not a "
+                                      f"{getattr(kinds, '__name__', kinds)}")
         if cls is Agent:
             from zoo.agents import get_agent
 
@@ -369,11 +391,8 @@ class Agent:
             agent.randomness.load_numpy_state(config["numpy_random"])
         agent.load_extra_state(config.get("extra_state", {}))
         agent.load_companions(Path(os.fspath(path)).expanduser().resolve(), parts)
-        if data is not None:
-            with agent.randomness.active():
-                agent.use_data(data)
-        agent.last_checkpoint = Path(os.fspath(path)).expanduser().resolve()
         return agent
+
 
 
 def load_agent(path: str | os.PathLike, env: str | VecEnv | None = None, device: str | torch.device = "auto",
