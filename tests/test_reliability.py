@@ -139,3 +139,25 @@ def test_cli_refuses_zero_eval_episodes_before_training_and_prints_no_traceback(
 def test_text_game_arguments_are_checked(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         zoo.make_env("text/twenty-questions-subset", **kwargs)
+
+
+def test_a_checkpoint_naming_a_model_outside_its_folder_is_refused_unless_passed(tmp_path):
+    from zoo.agents import FilteredBC, load_agent
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+    from zoo.errors import CheckpointError
+
+    agent = FilteredBC("text/twenty-questions-subset", seed=0, device="cpu", sft_steps=0)
+    path = agent.save(tmp_path / "ckpt" / "agent.safetensors")
+    tensors, config = load_checkpoint(path)
+    for spec in ("gpt2", str(tmp_path / "elsewhere")):
+        config["hyperparameters"]["actor"] = spec
+        save_checkpoint(path, tensors, config, kind="agent/FilteredBC")
+        with pytest.raises(CheckpointError, match=r"models=\{'actor'"):
+            load_agent(path, device="cpu")
+    # a model directory inside the checkpoint's folder is what the checkpoint holds: it loads
+    agent.save_pretrained(tmp_path / "ckpt" / "actor")
+    config["hyperparameters"]["actor"] = "actor"
+    save_checkpoint(path, tensors, config, kind="agent/FilteredBC")
+    assert isinstance(load_agent(path, device="cpu"), FilteredBC)
+    with pytest.raises(ConfigError, match="models= names"):
+        load_agent(path, device="cpu", models={"critic": "x"})

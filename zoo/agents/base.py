@@ -15,7 +15,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from gymnasium import spaces
@@ -328,9 +328,13 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: str | VecEnv | None = None,
-             device: str | torch.device = "auto", data: Any = None, **deprecated) -> "Agent":
+             device: str | torch.device = "auto", data: Any = None, models: Mapping[str, str] | None = None,
+             **deprecated) -> "Agent":
         """Rebuild an agent from :meth:`save`'s checkpoint (on ``env`` if given, else its env id); offline
-        agents take ``data=`` to go on learning (datasets are not stored in checkpoints)."""
+        agents take ``data=`` to go on learning (datasets are not stored in checkpoints). ``models`` names
+        pretrained models (a hub id or a directory) for the hyperparameters that load one (a language agent's
+        ``actor``, ``critic_encoder``): a checkpoint that names one outside its own folder is loaded only when
+        the caller passes it here, so that a checkpoint never makes zoo download or read models elsewhere."""
         if "dataset" in deprecated:
             warnings.warn("load(..., dataset=...) is now data=...", DeprecationWarning, stacklevel=2)
             data = deprecated.pop("dataset") if data is None else data
@@ -338,6 +342,17 @@ class Agent:
             raise TypeError(f"load() got unexpected keyword arguments {sorted(deprecated)}")
         kind = CHECKPOINT_KIND_PREFIX + cls.__name__ if cls is not Agent else None
         tensors, config, parts = load_checkpoint(path, kind=kind, parts=True)
+        if cls is Agent:
+            from zoo.agents import get_agent
+
+            if not isinstance(config.get("agent"), str):
+                raise CheckpointError(f"{path}: the checkpoint's 'agent' is {config.get('agent')!r}, not a name")
+            try:
+                cls = get_agent(config["agent"])
+            except ConfigError as exc:
+                raise CheckpointError(f"{path}: {exc}") from exc
+        if isinstance(config.get("hyperparameters"), dict):
+            config["hyperparameters"] = cls.checked_model_paths(path, config["hyperparameters"], models or {})
         try:
             agent = cls._rebuild(path, tensors, config, parts, env, device)
         except (CheckpointError, MissingExtraError):
@@ -353,6 +368,15 @@ class Agent:
         return agent
 
     @classmethod
+    def checked_model_paths(cls, path, hyperparameters: dict, models: Mapping[str, str]) -> dict:
+        """The saved hyperparameters with the caller's ``models`` in, after refusing a saved model spec that
+        points outside the checkpoint's folder (agents that load pretrained models override; the base has
+        none)."""
+        if models:
+            raise ConfigError(f"{cls.__name__} loads no pretrained models; models= is for language agents")
+        return hyperparameters
+
+    @classmethod
     def _rebuild(cls, path, tensors: dict, config: dict, parts, env, device) -> "Agent":
         """The agent a loaded checkpoint describes, with its state restored (``load``'s body)."""
         for name, kinds in (("agent", str), ("env_id", (str, type(None))), ("seed", int), ("hyperparameters", dict),
@@ -360,10 +384,6 @@ class Agent:
             if name in config and not isinstance(config[name], kinds) or isinstance(config.get(name), bool):
                 raise CheckpointError(f"{path}: the checkpoint's '{name}' is {config[name]!r}, not a "
                                       f"{getattr(kinds, '__name__', kinds)}")
-        if cls is Agent:
-            from zoo.agents import get_agent
-
-            cls = get_agent(config["agent"])
         env_kwargs = config.get("env_kwargs") or {}
         if env is None and env_kwargs and "__unrestorable__" not in env_kwargs:
             num_envs = config["hyperparameters"].get("num_envs", 1)
@@ -396,9 +416,9 @@ class Agent:
 
 
 def load_agent(path: str | os.PathLike, env: str | VecEnv | None = None, device: str | torch.device = "auto",
-               data: Any = None) -> Agent:
+               data: Any = None, models: Mapping[str, str] | None = None) -> Agent:
     """Load any registered agent's checkpoint (the class is read from the file)."""
-    return Agent.load(path, env=env, device=device, data=data)
+    return Agent.load(path, env=env, device=device, data=data, models=models)
 
 
 def _offline_agent_names() -> list[str]:

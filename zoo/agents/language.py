@@ -32,9 +32,9 @@ from zoo.agents.config import AgentConfig, positive
 from zoo.buffers.utterances import sample_turns
 from zoo.envs.text import TextVecEnv
 from zoo.envs.text.dialogues import Turn, dialogue_return, weak_dialogues
-from zoo.errors import ConfigError
+from zoo.errors import CheckpointError, ConfigError
 from zoo.llm.logprobs import score_utterances
-from zoo.llm.models import TINY, Utterances, load_actor, load_tokenizer, newline_token_ids, sample_utterances
+from zoo.llm.models import MINILM, TINY, Utterances, load_actor, load_tokenizer, newline_token_ids, sample_utterances
 from zoo.nets import adam
 
 
@@ -162,6 +162,32 @@ class LanguageAgent(Agent):
 
     def extra_state(self) -> dict[str, Any]:
         return {"sft_done": self.sft_done, "iteration": self.iteration}
+
+    #: the hyperparameters that name a pretrained model to load (checked when a checkpoint is loaded)
+    model_fields: tuple[str, ...] = ("actor",)
+
+    @classmethod
+    def checked_model_paths(cls, path, hyperparameters: dict, models) -> dict:
+        """Refuse a saved model spec that is a hub id or a directory outside the checkpoint's folder unless the
+        caller passes it in ``models`` (``load(path, models={"actor": "gpt2"})``); the caller's specs win."""
+        unknown = sorted(set(models) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"models= names {unknown}; {cls.__name__}'s model hyperparameters are "
+                              f"{list(cls.model_fields)}")
+        folder = Path(os.fspath(path)).expanduser().resolve().parent
+        out = dict(hyperparameters)
+        for name in cls.model_fields:
+            spec = out.get(name)
+            if name in models:
+                out[name] = models[name]
+            elif isinstance(spec, str) and spec not in (TINY, MINILM) and _inside(spec, folder):
+                out[name] = str(_resolve(spec, folder))  # a relative path is relative to the checkpoint's folder
+            elif isinstance(spec, str) and spec not in (TINY, MINILM):
+                raise CheckpointError(
+                    f"{path}: the checkpoint names the model {name}={spec!r}, a hub id or a directory outside the "
+                    f"checkpoint's folder; zoo loads only what a checkpoint holds: pass "
+                    f"{cls.__name__}.load(path, models={{{name!r}: {spec!r}}}) (or another path) to load it")
+        return out
 
     # -- playing ----------------------------------------------------------------
     def sample(self, observations: list[str], temperature: float | None = None) -> Utterances:
@@ -291,6 +317,7 @@ class LanguageAgent(Agent):
             self.iteration += 1
             metrics.update(dialogue_stats(dialogues), iteration=self.iteration,
                            trajectories_per_s=len(dialogues) / max(collect_s, 1e-9))
+            metrics.update(self.env.oracle_metrics())  # an LLM oracle's requests, retries, failures, latency
             if not report(metrics):
                 return
 
@@ -337,3 +364,18 @@ def dialogue_stats(dialogues: list[list[Turn]]) -> dict[str, float]:
     return {"episodes": len(dialogues), "return_mean": float(returns.mean()), "return_std": float(returns.std()),
             "length_mean": float(np.mean([len(d) for d in dialogues])),
             "success_rate": float(np.mean([d[-1].reward == 0.0 and d[-1].done for d in dialogues]))}
+
+
+def _resolve(spec: str, folder: Path) -> Path:
+    """``spec`` as an absolute path, a relative one taken from ``folder`` (symlinks resolved)."""
+    candidate = Path(spec).expanduser()
+    return (candidate if candidate.is_absolute() else folder / candidate).resolve()
+
+
+def _inside(spec: str, folder: Path) -> bool:
+    """True if ``spec`` is a directory inside ``folder``."""
+    try:
+        resolved = _resolve(spec, folder)
+        return resolved.is_dir() and resolved.is_relative_to(folder)
+    except OSError:
+        return False

@@ -90,6 +90,7 @@ class ArCHer(LanguageAgent):
     """Online ArCHer (Zhou et al., 2024). ``ArCHer("text/twenty-questions-subset")`` runs on a CPU with the tiny
     models; ``actor="gpt2"`` (or a directory, ``lora=True`` for 7B models) and ``critic_encoder="roberta-base"``
     give the paper's setting."""
+    model_fields = ("actor", "critic_encoder")
 
     config_class = ArCHerConfig
     critic = critic_attribute("networks")
@@ -187,6 +188,7 @@ class CHAI(LanguageAgent):
     """CHAI (Verma et al., 2022) as in the ArCHer paper: the warm-started actor proposes ``num_candidates``
     utterances, the agent says the one with the highest ``min(Q1, Q2)`` of the target critic (as the
     reference); the critic is trained as ArCHer's, with the V target taken at this policy's choice."""
+    model_fields = ("actor", "critic_encoder")
 
     config_class = CHAIConfig
     critic = critic_attribute("networks")
@@ -320,6 +322,7 @@ class OfflineArCHer(LanguageAgent):
     """ArCHer from a dataset of logged dialogues, ``data=`` (a list of dialogues or a JSON-lines file of
     them; no env interaction while learning, the env is used for evaluation). ``learn(total_steps)`` counts
     gradient steps; the warm start clones the dataset."""
+    model_fields = ("actor", "critic_encoder")
 
     config_class = OfflineArCHerConfig
     budget_unit = "gradient steps"
