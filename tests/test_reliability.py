@@ -161,3 +161,16 @@ def test_a_checkpoint_naming_a_model_outside_its_folder_is_refused_unless_passed
     assert isinstance(load_agent(path, device="cpu"), FilteredBC)
     with pytest.raises(ConfigError, match="models= names"):
         load_agent(path, device="cpu", models={"critic": "x"})
+
+
+def test_save_pretrained_swaps_a_whole_folder_in_and_cleans_dead_leftovers(tmp_path):
+    from zoo.agents import FilteredBC
+
+    agent = FilteredBC("text/twenty-questions-subset", seed=0, device="cpu", sft_steps=0)
+    leftover = tmp_path / ".actor.999999999.writing"  # a save killed half-way (its pid is gone)
+    leftover.mkdir()
+    (leftover / "config.json").write_text("{")
+    first = agent.save_pretrained(tmp_path / "actor")
+    second = agent.save_pretrained(tmp_path / "actor")
+    assert first == second and (second / "config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["actor"]

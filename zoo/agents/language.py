@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import shutil
 import time
 import typing
 from pathlib import Path
@@ -325,12 +326,26 @@ class LanguageAgent(Agent):
         """The actor and its tokenizer as a Hugging Face directory (LoRA adapters merged into the weights),
         loadable as ``actor=directory`` by any language agent or by ``AutoModelForCausalLM.from_pretrained``.
         The tiny defaults apply to ``actor="tiny"`` only: pass the settings again with a directory."""
-        directory = Path(directory)
+        directory = Path(directory).expanduser().resolve()
         actor = self.actor
         if hasattr(actor, "merge_and_unload"):  # LoRA: a plain model with the adapters merged, loadable alone
             actor = copy.deepcopy(actor).merge_and_unload()
-        actor.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
+        # written whole into a sibling folder, then swapped in: a crash leaves the old folder or the new one,
+        # never a mix (at worst a leftover ".<name>.*" sibling, removed by the next save)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        for stale in directory.parent.iterdir():
+            if stale.name.startswith(f".{directory.name}.") and stale.name.endswith((".writing", ".replaced")) \
+                    and not _pid_alive(stale.name.rsplit(".", 2)[-2]):
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = directory.parent / f".{directory.name}.{os.getpid()}.writing"
+        shutil.rmtree(staging, ignore_errors=True)
+        actor.save_pretrained(staging)
+        self.tokenizer.save_pretrained(staging)
+        replaced = directory.parent / f".{directory.name}.{os.getpid()}.replaced"
+        if directory.exists():
+            directory.rename(replaced)
+        staging.rename(directory)
+        shutil.rmtree(replaced, ignore_errors=True)
         return directory
 
 
@@ -379,3 +394,14 @@ def _inside(spec: str, folder: Path) -> bool:
         return resolved.is_dir() and resolved.is_relative_to(folder)
     except OSError:
         return False
+
+
+def _pid_alive(text: str) -> bool:
+    """True if ``text`` is the pid of a live process (a leftover of a live save is kept)."""
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
