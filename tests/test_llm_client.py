@@ -281,3 +281,23 @@ def test_client_settings_are_validated():
 def test_serve_judge_rejects_bad_options(capsys):
     assert main(["serve-judge", "--port", "70000"]) == 2
     assert "--port must be in 0..65535" in capsys.readouterr().err
+
+
+def test_the_judge_answers_with_a_local_model_and_the_client_parses_it_strictly(tmp_path):
+    from zoo.agents import FilteredBC
+
+    directory = FilteredBC("text/twenty-questions-subset", seed=0, device="cpu", sft_steps=0).save_pretrained(
+        tmp_path / "judge-model")
+    server = Judge("--model", str(directory))
+    try:
+        oracle = oracle_for(server)
+        first = [oracle.answer("dog", "Is it an animal?") for _ in range(2)]
+        assert first[0] == first[1] and first[0] in ("Yes.", "No.", "Invalid Question.")  # greedy: the same
+        client = LLMClient(server.url, model="judge", timeout_s=20.0)
+        text = client.complete("The hidden answer is 'dog'.\nQuestion: Is it an animal?\n")
+        assert isinstance(text, str)  # whatever the untrained tiny model says, served as a completion
+        client.close()
+    finally:
+        server.kill()
+    with pytest.raises(Exception):
+        Judge("--model", str(tmp_path / "missing"))  # a directory only: nothing is downloaded

@@ -55,6 +55,36 @@ class RuleJudge:
         raise ValueError(f"no game served here knows the secret {secret.group(1)!r}")
 
 
+class ModelJudge:
+    """Answers a prompt with a local ``transformers`` causal LM (a directory, never a hub id: nothing is
+    downloaded): greedy decoding of up to ``max_new_tokens`` tokens, cut at the first newline. Its replies are
+    whatever the model says; the client parses them strictly (unparseable replies count as invalid)."""
+
+    def __init__(self, directory: str, max_new_tokens: int = 8):
+        import threading
+        from pathlib import Path
+
+        from zoo.errors import ConfigError
+        from zoo.llm.models import load_actor, load_tokenizer
+
+        if not Path(directory).expanduser().is_dir():
+            raise ConfigError(f"--model must be a local model directory (nothing is downloaded), got {directory!r}")
+        self.tokenizer = load_tokenizer(str(Path(directory).expanduser()))
+        self.model = load_actor(str(Path(directory).expanduser()), self.tokenizer).eval()
+        self.max_new_tokens = max_new_tokens
+        self._lock = threading.Lock()  # one generation at a time (the server answers on threads)
+
+    def answer(self, prompt: str) -> str:
+        import torch
+
+        with self._lock, torch.no_grad():
+            batch = self.tokenizer([prompt], return_tensors="pt")
+            out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        text = self.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        return text.strip().split("\n", 1)[0]
+
+
 class FaultSwitch:
     """The current fault (thread-safe), optionally for only the next ``count`` requests."""
 
@@ -89,7 +119,7 @@ class JudgeServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], judge: RuleJudge, faults: FaultSwitch, model: str = "judge",
+    def __init__(self, address: tuple[str, int], judge: RuleJudge | ModelJudge, faults: FaultSwitch, model: str = "judge",
                  api_key: str | None = None, drip_s: float = 0.5):
         self.judge, self.faults, self.model, self.api_key, self.drip_s = judge, faults, model, api_key, drip_s
         self.stopping = threading.Event()
@@ -224,10 +254,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 def make_server(host: str = "127.0.0.1", port: int = 0, game: str = "auto", fault: str = "normal",
                 fault_count: int | None = None, model: str = "judge", api_key: str | None = None,
-                drip_s: float = 0.5) -> JudgeServer:
+                drip_s: float = 0.5, model_dir: str | None = None) -> JudgeServer:
     """A judge server bound to ``host:port`` (``port=0``: a free port; see ``server.url``), not yet serving
-    (call ``serve_forever()``, e.g. on a thread)."""
-    return JudgeServer((host, port), RuleJudge(game), FaultSwitch(fault, fault_count), model, api_key, drip_s)
+    (call ``serve_forever()``, e.g. on a thread); answered by the rule oracle of ``game``, or by the local model
+    in ``model_dir``."""
+    judge = ModelJudge(model_dir) if model_dir else RuleJudge(game)
+    return JudgeServer((host, port), judge, FaultSwitch(fault, fault_count), model, api_key, drip_s)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -238,6 +270,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--fault-count", type=int, default=None, help="with --fault: only for the next N requests")
     p.add_argument("--drip-s", type=float, default=0.5, help="seconds between bytes under the 'slow' fault")
     p.add_argument("--model-name", default="judge", help="the model id it reports")
+    p.add_argument("--model", default=None, metavar="DIR", help="answer with this local transformers causal LM "
+                   "(a directory, e.g. from a language agent's save_pretrained) instead of the rule oracle")
     p.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
     return p
 
@@ -252,8 +286,9 @@ def serve(args: argparse.Namespace, out=None) -> int:
     if not args.drip_s > 0 or (args.fault_count is not None and args.fault_count < 1):
         raise ConfigError(f"--drip-s must be > 0 and --fault-count >= 1, got {args.drip_s}, {args.fault_count}")
     server = make_server(args.host, args.port, args.game, args.fault, args.fault_count, args.model_name,
-                         args.api_key, args.drip_s)
-    print(f"zoo serve-judge: listening on {server.url} (game {args.game}, fault {args.fault}; "
+                         args.api_key, args.drip_s, model_dir=args.model)
+    who = f"model {args.model}" if args.model else f"game {args.game}"
+    print(f"zoo serve-judge: listening on {server.url} ({who}, fault {args.fault}; "
           "POST /fault to change it)", file=out, flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
