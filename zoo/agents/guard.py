@@ -75,13 +75,14 @@ class NumericalGuard:
                              f"rewards and observations for inf/NaN, or pass learn(..., on_nonfinite='rollback')")
 
     def _nonfinite_modules(self) -> list[str]:
-        out = []
-        for name, module in self.agent.state_modules().items():
-            for p in module.parameters():
-                if p.is_floating_point() and not bool(torch.isfinite(p).all()):
-                    out.append(name)
-                    break
-        return out
+        """The modules holding a non-finite parameter: one flag per module on the device, one sync in all."""
+        device, modules = self.agent.device, self.agent.state_modules()
+        flags = []
+        for module in modules.values():
+            tensors = [p for p in module.parameters() if p.is_floating_point()]
+            finite = torch.stack([torch.isfinite(p).all() for p in tensors]).all() if tensors else torch.tensor(True)
+            flags.append(finite.to(device))
+        return [name for name, ok in zip(modules, torch.stack(flags).tolist() if flags else []) if not ok]
 
     def _snapshot(self) -> dict[str, Any]:
         agent = self.agent

@@ -105,6 +105,18 @@ class AgentRandomness:
         if self._cuda:
             self._cuda_state = cuda
 
+    def _hand_back(self, outer) -> None:
+        """Keep the live state as this owner's, then install the owner below it (or ``outer``, the process's)."""
+        self._keep(self._live())
+        if _INSTALLED:
+            _INSTALLED[-1][0]._install()
+        else:
+            self._install(outer)
+
+    def _current(self) -> tuple:
+        """This owner's state as it is now (live while installed)."""
+        return self._live() if self._installed() else (self._cpu_state, self._cuda_state)
+
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         if self._installed():
@@ -121,12 +133,8 @@ class AgentRandomness:
         try:
             yield
         finally:
-            owner, outer = _INSTALLED.pop()
-            self._keep(self._live())
-            if _INSTALLED:
-                _INSTALLED[-1][0]._install()
-            else:
-                self._install(outer)
+            _, outer = _INSTALLED.pop()
+            self._hand_back(outer)
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
@@ -135,11 +143,7 @@ class AgentRandomness:
             yield
             return
         _, outer = _INSTALLED.pop()
-        self._keep(self._live())
-        if _INSTALLED:
-            _INSTALLED[-1][0]._install()
-        else:
-            self._install(outer)
+        self._hand_back(outer)
         try:
             yield
         finally:
@@ -158,7 +162,7 @@ class AgentRandomness:
     # -- checkpoints --------------------------------------------------------------
     def state_tensors(self) -> dict[str, Any]:
         """The torch generator states as uint8 tensors (for a safetensors checkpoint)."""
-        cpu, cuda = self._live() if self._installed() else (self._cpu_state, self._cuda_state)
+        cpu, cuda = self._current()
         out = {"cpu": cpu.clone()}
         if self._cuda:
             out["cuda"] = cuda.clone()
@@ -167,7 +171,7 @@ class AgentRandomness:
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
         import torch
 
-        cpu, cuda = self._live() if self._installed() else (self._cpu_state, self._cuda_state)
+        cpu, cuda = self._current()
         if "cpu" in tensors:
             cpu = tensors["cpu"].to("cpu", torch.uint8)
         if self._cuda and "cuda" in tensors:
