@@ -274,9 +274,12 @@ def test_zoo_train_refuses_a_used_out_unless_resume_or_overwrite(tmp_path, capsy
     assert main(args) == 2
     err = " ".join(capsys.readouterr().err.split())  # rich wraps lines
     assert "already holds a run" in err and "--resume" in err and "Traceback" not in err
-    assert main(args[:-6] + ["--resume"]) == 0  # continues from model.safetensors, appending to progress.csv
+    assert main(args[:-6] + ["--resume"]) == 0  # --steps is the whole budget: a finished run is left alone
+    assert "is finished" in " ".join(capsys.readouterr().out.split()) and len(read_progress(out)) == rows
+    longer = [a if a != "64" else "128" for a in args[:-6]]
+    assert main(longer + ["--resume"]) == 0  # continues from checkpoint.safetensors, appending to progress.csv
     resumed = read_progress(out)
-    assert len(resumed) > rows and resumed[-1]["step"] > 64
+    assert len(resumed) > rows and resumed[-1]["step"] == 128
     assert main(args + ["--overwrite"]) == 0
     assert read_progress(out)[-1]["step"] <= 64
     assert not (out / LOCK_NAME).exists()

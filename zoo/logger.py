@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import io
 import json
 import math
 import os
@@ -24,7 +25,7 @@ __all__ = ["RunLogger", "RunFolderError", "read_progress", "write_json_atomic", 
 #: the lock file of a run folder: JSON ``{"pid", "host", "started"}`` of the process writing it
 LOCK_NAME = ".zoo-run.lock"
 #: what makes a folder hold a run
-RUN_FILES = ("config.json", "progress.csv", "model.safetensors", "eval.json")
+RUN_FILES = ("config.json", "progress.csv", "model.safetensors", "eval.json", "checkpoint.safetensors")
 #: keys of config.json that may differ when a run is resumed (same run, another machine or zoo release)
 _RESUME_IGNORED = ("zoo_version", "device")
 
@@ -188,10 +189,18 @@ class RunLogger:
     - ``"auto"`` (the default, what ``Agent.learn(log_dir=...)`` uses):
       ``"resume"`` when this process holds the folder for the same config (an
       agent that learns again into its log_dir), else ``"new"``.
+
+    ``resume_step``: when the run is resumed from a checkpoint at that step, the rows of ``progress.csv``
+    past it (written after the checkpoint by a run that was then killed) are dropped and TensorBoard's events
+    past it are purged, so that the curve goes on from the checkpoint without duplicated steps.
     """
 
     def __init__(self, run_dir: str | os.PathLike, config: Mapping[str, Any] | None = None,
-                 tensorboard: bool = True, mode: Literal["auto", "new", "resume", "overwrite"] = "auto"):
+                 tensorboard: bool = True, mode: Literal["auto", "new", "resume", "overwrite"] = "auto",
+                 resume_step: int | None = None):
+        if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
+                                        or resume_step < 0):
+            raise ValueError(f"resume_step must be a non-negative integer (a step count), got {resume_step!r}")
         if mode not in ("auto", "new", "resume", "overwrite"):
             raise ValueError(f"mode must be 'auto', 'new', 'resume' or 'overwrite', got {mode!r}")
         self.run_dir = Path(run_dir)
@@ -218,7 +227,7 @@ class RunLogger:
             if mode == "auto":
                 mode = "new"
         try:
-            self._prepare(mode, config, mine)
+            self._prepare(mode, config, mine, resume_step)
         except BaseException:
             if held is None:
                 _release(key, self._token)
@@ -231,11 +240,12 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+                purge = resume_step + 1 if mode == "resume" and resume_step is not None else None
+                self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge)
             except ImportError as exc:  # pragma: no cover - tensorboard is a core dependency
                 warnings.warn(f"TensorBoard logging disabled ({exc})", stacklevel=2)
 
-    def _prepare(self, mode: str, config: Mapping[str, Any] | None, mine: Any) -> None:
+    def _prepare(self, mode: str, config: Mapping[str, Any] | None, mine: Any, resume_step: int | None) -> None:
         run_dir = self.run_dir
         self.csv_path = run_dir / "progress.csv"
         self._columns: list[str] = []
@@ -252,7 +262,8 @@ class RunLogger:
             for name in ("config.json", "progress.csv", "eval.json"):
                 with suppress(FileNotFoundError):
                     os.unlink(run_dir / name)
-            delete_checkpoint(run_dir / "model.safetensors")
+            for name in ("model.safetensors", "checkpoint.safetensors"):
+                delete_checkpoint(run_dir / name)
             tb = run_dir / "tb"
             if tb.is_dir() and not tb.is_symlink():
                 shutil.rmtree(tb)
@@ -272,9 +283,18 @@ class RunLogger:
                         + "; resume it with the same settings, overwrite it, or choose another folder")
             if self.csv_path.exists():
                 with open(self.csv_path, newline="") as f:
-                    reader = csv.DictReader(f)
-                    self._columns = list(reader.fieldnames or [])
-                    self._rows = [dict(row) for row in reader]
+                    text = f.read()
+                reader = csv.DictReader(io.StringIO(text, newline=""))
+                self._columns = list(reader.fieldnames or [])
+                self._rows = [dict(row) for row in reader]
+                kept = self._rows
+                if text and not text.endswith("\n") and kept:  # a row cut short by a killed run
+                    kept = kept[:-1]
+                if resume_step is not None:  # the rows a killed run wrote after its checkpoint
+                    kept = [row for row in kept if not _past(row, resume_step)]
+                if len(kept) != len(self._rows):
+                    self._rows = kept
+                    self._rewrite_csv()
         if config is not None:
             write_json_atomic(run_dir / "config.json", dict(config))
 
@@ -320,6 +340,14 @@ class RunLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _past(row: Mapping[str, Any], step: int) -> bool:
+    """True if a progress row was logged after ``step`` (a row without a readable step is kept)."""
+    try:
+        return float(row.get("step") or "nan") > step
+    except ValueError:
+        return False
 
 
 def read_progress(run_dir: str | os.PathLike) -> list[dict[str, float]]:

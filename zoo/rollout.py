@@ -164,6 +164,23 @@ class EpisodeStats:
             out["success_rate"] = float(self.successes[:n].mean())
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        """The window of finished episodes and their count (for a training checkpoint); the episodes under
+        way are not kept: after a resume the envs start new ones."""
+        return {"window": self.window, "returns": self.returns[:-1].cpu(), "lengths": self.lengths[:-1].cpu(),
+                "successes": self.successes[:-1].cpu(), "count": int(self.count), "has_success": self.has_success}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s window (of the same size); the running episodes start from zero."""
+        if int(state["window"]) != self.window:
+            raise ValueError(f"the saved episode statistics keep {state['window']} episodes, these {self.window}")
+        for name in ("returns", "lengths", "successes"):
+            getattr(self, name)[:-1] = torch.as_tensor(state[name]).to(self.device, getattr(self, name).dtype)
+        self.count.fill_(int(state["count"]))
+        self.has_success = bool(state["has_success"])
+        for running in (self.running_return, self.running_length, self.running_success):
+            running.zero_()
+
 
 @dataclass
 class Rollout:

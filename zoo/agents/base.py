@@ -22,6 +22,7 @@ from gymnasium import spaces
 from torch import nn
 
 from zoo import __version__
+from zoo.agents.checkpointing import CheckpointSchedule, read_training_state, write_training_state
 from zoo.agents.config import AgentConfig
 from zoo.agents.guard import NumericalGuard
 from zoo.checkpoint import (CompanionParts, CompanionWriter, load_checkpoint, pack_state, save_checkpoint,
@@ -168,10 +169,26 @@ class Agent:
             if key in state:
                 setattr(self, key, state[key])
 
+    def training_state(self) -> dict[str, Any]:
+        """What a training checkpoint adds to :meth:`save`'s state so that a run goes on where it stopped
+        (replay contents, the window of episode statistics, training counters): a tree of tensors, numpy
+        arrays, scalars and strings (:func:`zoo.checkpoint.pack_state`); the default has none."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`training_state` returned (the envs start new episodes: their state is not saved)."""
+
+    def remaining_steps(self, total_steps: int) -> int:
+        """What ``learn`` must be asked for so that this agent's budget reaches ``total_steps`` in all (0 when
+        nothing is left): a run resumed from a checkpoint then ends where the uninterrupted run would have."""
+        return max(0, total_steps - self.num_timesteps)
+
     # -- the contract ---------------------------------------------------------
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = True,
               log_dir: str | os.PathLike | None = None, log_interval_s: float = 2.0,
-              on_nonfinite: str = "raise", log_mode: str = "auto") -> "Agent":
+              on_nonfinite: str = "raise", log_mode: str = "auto", *,
+              checkpoint_path: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+              checkpoint_interval_s: float | None = None) -> "Agent":
         """Train for ``total_steps`` more units of the agent's budget (``budget_unit``; env steps are counted
         over all envs).
 
@@ -181,6 +198,13 @@ class Agent:
         another's, ``"new"``, ``"resume"``, ``"overwrite"``: see :class:`~zoo.logger.RunLogger`). A non-finite loss or parameter raises
         :class:`~zoo.errors.NumericalError` (``on_nonfinite="rollback"`` or
         ``"skip"`` instead: see :mod:`zoo.agents.guard`).
+
+        With ``checkpoint_path``, a training checkpoint (``save(checkpoint_path, training_state=True)``) is
+        written at the first report after ``checkpoint_every`` units or ``checkpoint_interval_s`` seconds
+        since the last one, whichever comes first (neither given: every 10 minutes), and when learn returns
+        (also when a callback stops it; not when it raises): see :mod:`zoo.agents.checkpointing`. A resumed
+        log folder drops the rows past this agent's step (written after its checkpoint by a killed run).
+        The last report of a call is always logged.
         """
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r} ({self.budget_unit})")
@@ -192,10 +216,12 @@ class Agent:
             self.schedule_steps = getattr(self.config, "schedule_steps", None) or \
                 self.default_schedule_steps(total_steps)
         guard = NumericalGuard(self, on_nonfinite)
+        checkpoints = CheckpointSchedule(self, checkpoint_path, checkpoint_every, checkpoint_interval_s)
         if log_dir is not None:
-            self.logger = RunLogger(log_dir, config=self.describe(), mode=log_mode)
+            self.logger = RunLogger(log_dir, config=self.describe(), mode=log_mode, resume_step=self.num_timesteps)
         start_steps, start_time = self.num_timesteps, time.perf_counter()
         last_log = [-float("inf")]
+        unlogged: list[tuple[int, dict]] = []  # the last report, if it was not logged
         with TrainingProgress(total_steps, description=type(self).__name__, unit=self.budget_unit,
                               enabled=progress) as bar, self.randomness.active():
             def report(metrics: dict, force: bool = False) -> bool:
@@ -205,10 +231,16 @@ class Agent:
                 metrics["time_s"] = time.perf_counter() - start_time
                 bar.update(done_steps, metrics.get("return_mean"))
                 now = time.perf_counter()
-                if self.logger is not None and (force or now - last_log[0] >= log_interval_s):
+                checkpoint_due = checkpoints.due()
+                unlogged.clear()
+                if self.logger is not None and (force or checkpoint_due or now - last_log[0] >= log_interval_s):
                     self.logger.log(self.num_timesteps, metrics)
                     last_log[0] = now
+                elif self.logger is not None:
+                    unlogged.append((self.num_timesteps, metrics))
                 guard.check(metrics)
+                if checkpoint_due:  # after the guard: a non-finite state is never checkpointed
+                    checkpoints.write()
                 if callback is not None:
                     with self.randomness.suspended():  # the callback's draws are the caller's, not the agent's
                         if callback(self, metrics) is False:
@@ -216,6 +248,10 @@ class Agent:
                 return True
 
             self._learn(total_steps, report)
+            if self.logger is not None:
+                for step, metrics in unlogged:  # the last report, before the checkpoint of its step
+                    self.logger.log(step, metrics)
+            checkpoints.finish()
         if self.logger is not None:
             self.logger.flush()
         return self
@@ -294,8 +330,11 @@ class Agent:
                 "hyperparameters": self.config.to_dict()}
 
     # -- checkpoints ----------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write a safetensors checkpoint (networks, optimizers, step count, config); atomic."""
+    def save(self, path: str | os.PathLike, training_state: bool = False) -> Path:
+        """Write a safetensors checkpoint (networks, optimizers, step count, schedule horizon, random generators,
+        counters, config); atomic. With ``training_state``, also the training state (:meth:`training_state`:
+        the replay buffer, the episode statistics' window, counters) as a companion part, so that a loaded
+        agent goes on training where this one stopped (the envs start new episodes)."""
         tensors: dict[str, torch.Tensor] = {}
         for name, module in self.state_modules().items():
             for key, value in module.state_dict().items():
@@ -309,10 +348,19 @@ class Agent:
         config = dict(self.describe(), num_timesteps=self.num_timesteps, schedule_steps=self.schedule_steps,
                       numpy_random=self.randomness.numpy_state(), optimizers=skeletons,
                       extra_state=self.extra_state())
+        state = self.training_state() if training_state else None
+        if state is not None:
+            config["training_state"] = True
         target = Path(os.fspath(path)).expanduser().resolve()
+
+        def companions(parts: CompanionWriter) -> None:
+            self.save_companions(target, parts)
+            if state is not None:
+                write_training_state(parts, state)
+
         # the companions are written under new names first; the header, listing them with their hashes, commits all
         saved = save_checkpoint(path, tensors, config, kind=CHECKPOINT_KIND_PREFIX + type(self).__name__,
-                                companions=lambda parts: self.save_companions(target, parts))
+                                companions=companions)
         self.last_checkpoint = saved
         return saved
 
@@ -330,7 +378,8 @@ class Agent:
     def load(cls, path: str | os.PathLike, env: str | VecEnv | None = None,
              device: str | torch.device = "auto", data: Any = None, models: Mapping[str, str] | None = None,
              **deprecated) -> "Agent":
-        """Rebuild an agent from :meth:`save`'s checkpoint (on ``env`` if given, else its env id); offline
+        """Rebuild an agent from :meth:`save`'s checkpoint (on ``env`` if given, else its env id), with its
+        training state when it is a training checkpoint (the envs start new episodes); offline
         agents take ``data=`` to go on learning (datasets are not stored in checkpoints). ``models`` names
         pretrained models (a hub id or a directory) for the hyperparameters that load one (a language agent's
         ``actor``, ``critic_encoder``): a checkpoint that names one outside its own folder is loaded only when
@@ -410,7 +459,10 @@ class Agent:
         if isinstance(config.get("numpy_random"), dict):
             agent.randomness.load_numpy_state(config["numpy_random"])
         agent.load_extra_state(config.get("extra_state", {}))
-        agent.load_companions(Path(os.fspath(path)).expanduser().resolve(), parts)
+        resolved = Path(os.fspath(path)).expanduser().resolve()
+        agent.load_companions(resolved, parts)
+        if config.get("training_state") is True:
+            agent.load_training_state(read_training_state(resolved, parts))
         return agent
 
 

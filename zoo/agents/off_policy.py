@@ -5,13 +5,15 @@ Subclasses implement ``explore(obs, progress)`` (actions while collecting),
 ``_act``; the loop collects with the ``VecEnv``, stores true next
 observations (``info["final_obs"]``) so that truncated episodes bootstrap,
 and trains ``gradient_steps`` times every ``train_freq`` env steps after
-``learning_starts``.
+``learning_starts``. A training checkpoint holds the replay buffer (and the
+window of episode statistics); a plain one does not, and a loaded agent
+refills its buffer with random actions until ``learning_starts``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -85,12 +87,27 @@ class OffPolicyAgent(Agent):
         if isinstance(self.replay, PrioritizedReplayBuffer):
             self.replay.update_priorities(batch.indices, td_errors.detach().abs().cpu())
 
+    # -- training checkpoints -----------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"replay": self.replay.state_dict()}
+        if hasattr(self, "_stats"):
+            state["episode_stats"] = self._stats.state_dict()
+        return state
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state["replay"])
+        if "episode_stats" in state:
+            self._stats = EpisodeStats(self.env.num_envs, self.env.device)
+            self._stats.load_state_dict(state["episode_stats"])
+
     # -- the loop -------------------------------------------------------------
     def _learn(self, total_steps: int, report: Callable[[dict], bool]) -> None:
         c, env = self.config, self.env
-        if not hasattr(self, "_obs"):
+        if not hasattr(self, "_obs"):  # the first call, or the first after a load: the envs start new episodes
             self._obs = env.reset()
-            self._stats = EpisodeStats(env.num_envs, env.device)
+            self.replay.truncate_open_episodes()  # a resumed buffer's open episodes end where the run stopped
+            if not hasattr(self, "_stats"):
+                self._stats = EpisodeStats(env.num_envs, env.device)
         start = self.num_timesteps
         end = start + total_steps
         metrics: dict[str, torch.Tensor] = {}

@@ -141,6 +141,16 @@ class OnPolicyAgent(Agent):
     def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
 
+    def training_state(self) -> dict:
+        """The window of finished episodes behind ``return_mean`` (observation and reward statistics are
+        modules, in every checkpoint)."""
+        return {"episode_stats": self.collector.stats.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.collector.stats.load_state_dict(state["episode_stats"])
+        if self.reward_scaler is not None:  # the envs start new episodes: their discounted returns restart
+            self.reward_scaler.returns.zero_()
+
     # -- acting -----------------------------------------------------------------
     def _policy_step(self, obs: Obs) -> PolicyStep:
         dist, value = self.policy(obs)
@@ -190,6 +200,12 @@ class OnPolicyAgent(Agent):
         its learning rate here)."""
 
     # -- training -----------------------------------------------------------------
+    def remaining_steps(self, total_steps: int) -> int:
+        """The budget left to reach what ``learn(total_steps)`` from scratch runs: whole rollouts, at least one
+        (0 when the agent is there)."""
+        batch = self.config.num_steps * self.env.num_envs
+        return max(0, max(1, total_steps // batch) * batch - self.num_timesteps)
+
     def default_schedule_steps(self, total_steps: int) -> int:
         """The first ``learn()`` call's budget in whole rollouts (what the call runs), from the steps done."""
         batch = self.config.num_steps * self.env.num_envs

@@ -209,6 +209,84 @@ class ReplayBuffer:
             arrays += list(self._final_store.values()) + [self._final_index]
         return int(sum(a.nbytes for a in arrays))
 
+    # -- training checkpoints --------------------------------------------------------
+    def _layout(self) -> dict[str, Any]:
+        """What a saved state must match to load into this buffer."""
+        return {"capacity": self.capacity, "num_envs": self.num_envs, "optimize_memory": self.optimize_memory,
+                "observations": {str(k): [list(shp), np.dtype(dt).str] for k, (shp, dt) in self._obs_fields.items()},
+                "actions": [list(self._action_shape), np.dtype(self._action_dtype).str]}
+
+    def _slot_fields(self) -> dict[str, np.ndarray]:
+        """The ``(slots, envs, ...)`` arrays, by name (observations of a dict space as ``observations/<key>``)."""
+        fields = {}
+        for name, store in (("observations", self.observations), ("next_observations", self.next_observations)):
+            for k, array in (store or {}).items():
+                fields[name if k is None else f"{name}/{k}"] = array
+        fields.update(actions=self.actions, rewards=self.rewards, terminated=self.terminated, truncated=self.truncated)
+        if self.optimize_memory:
+            fields["final_index"] = self._final_index
+        return fields
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything stored, as numpy arrays and scalars (for a training checkpoint): the filled slots of every
+        field, the write position, the sampling generator and its pool of drawn words, and in the memory-saving
+        mode the side store of final observations."""
+        filled = self.num_slots if self.full else self.pos
+        state: dict[str, Any] = {
+            "layout": self._layout(), "pos": int(self.pos), "full": bool(self.full),
+            "fields": {name: np.ascontiguousarray(a[:filled]) for name, a in self._slot_fields().items()},
+            "rng": self.rng.bit_generator.state, "pool": self._pool.copy(), "pool_pos": int(self._pool_pos)}
+        if self.optimize_memory:
+            state["latest_next"] = {str(k): v.copy() for k, v in self._latest_next.items()}
+            state["final_store"] = {str(k): v.copy() for k, v in self._final_store.items()}
+            state["final_free"] = np.asarray(self._final_free, dtype=np.int64)
+        return state
+
+    def _check_layout(self, state: Mapping[str, Any]) -> None:
+        if state.get("layout") != self._layout():
+            raise ValueError(f"the saved replay buffer has layout {state.get('layout')}, this one {self._layout()} "
+                             "(capacity, num_envs, memory mode, observation or action shapes differ)")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s contents; a ValueError names what does not fit this buffer."""
+        self._check_layout(state)
+        pos, full = int(state["pos"]), bool(state["full"])
+        filled = self.num_slots if full else pos
+        saved = state["fields"]
+        fields = self._slot_fields()
+        if set(saved) != set(fields):
+            raise ValueError(f"the saved replay buffer holds the fields {sorted(saved)}, this one {sorted(fields)}")
+        for name, array in fields.items():
+            value = np.asarray(saved[name])
+            if value.shape != (filled, *array.shape[1:]) or value.dtype != array.dtype:
+                raise ValueError(f"the saved replay field {name!r} is {value.dtype}{list(value.shape)}, expected "
+                                 f"{array.dtype}{[filled, *array.shape[1:]]}")
+        for name, array in fields.items():
+            array[...] = -1 if name == "final_index" else 0  # -1: no final observation kept for that slot
+            array[:filled] = saved[name]
+        self.pos, self.full = pos, full
+        self.rng.bit_generator.state = dict(state["rng"])
+        self._pool = np.array(state["pool"], dtype=np.uint64)
+        self._pool_pos = int(state["pool_pos"])
+        if self.optimize_memory:
+            for k in self._latest_next:
+                self._latest_next[k][...] = state["latest_next"][str(k)]
+            self._final_store = {k: np.array(state["final_store"][str(k)]) for k in self._final_store}
+            self._final_free = [int(i) for i in np.asarray(state["final_free"])]
+
+    def truncate_open_episodes(self) -> None:
+        """Mark the newest transition of every env whose episode is still open as truncated: after a resume
+        the envs start new episodes, so that n-step returns and the memory-saving mode's next observations do
+        not run from the old episode into the new one (truncation still bootstraps from the stored next
+        observation)."""
+        if len(self) == 0:
+            return
+        slot = self.newest_slot
+        open_ = ~(self.terminated[slot] | self.truncated[slot])
+        if self.optimize_memory:
+            self._keep_finals(slot, self._latest_next, open_)
+        self.truncated[slot] |= open_
+
     # -- add --------------------------------------------------------------------
     def _check(self, name: str, value: ArrayLike, shape: tuple, dtype: np.dtype) -> np.ndarray:
         array = value if isinstance(value, np.ndarray) else _as_numpy(value)
@@ -264,6 +342,9 @@ class ReplayBuffer:
         for e in np.flatnonzero(self._final_index[slot] >= 0):  # free what the overwritten slot held
             self._final_free.append(int(self._final_index[slot, e]))
             self._final_index[slot, e] = -1
+        self._keep_finals(slot, next_obs, done)
+
+    def _keep_finals(self, slot: int, next_obs: dict, done: np.ndarray) -> None:
         for e in np.flatnonzero(done):
             if not self._final_free:
                 self._grow_final_store()
@@ -456,6 +537,26 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().add(obs, actions, rewards, next_obs, terminated, truncated)
         leaves = slot * self.num_envs + np.arange(self.num_envs)
         self.tree.update(leaves, np.full(self.num_envs, self.max_priority ** self.alpha))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The uniform buffer's state with the priorities (both segment trees), the largest priority and beta."""
+        return {**super().state_dict(), "tree_sum": self.tree._sum.copy(), "tree_min": self.tree._min.copy(),
+                "max_priority": float(self.max_priority), "beta": float(self.beta)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._check_layout(state)
+        if "tree_sum" not in state:
+            raise ValueError("the saved replay buffer has no priorities (it was a uniform one); build the agent "
+                             "with the prioritized_replay setting it was saved with")
+        for name, tree in (("tree_sum", self.tree._sum), ("tree_min", self.tree._min)):
+            value = np.asarray(state[name])
+            if value.shape != tree.shape or value.dtype != tree.dtype:
+                raise ValueError(f"the saved priorities {name!r} are {value.dtype}{list(value.shape)}, expected "
+                                 f"{tree.dtype}{list(tree.shape)}")
+        super().load_state_dict(state)
+        self.tree._sum[...] = state["tree_sum"]
+        self.tree._min[...] = state["tree_min"]
+        self.max_priority, self.beta = float(state["max_priority"]), float(state["beta"])
 
     def sample(self, batch_size: int, beta: float | None = None) -> ReplaySample:
         self._check_sample(batch_size)

@@ -33,7 +33,7 @@ from zoo.agents.config import in_unit_interval, positive
 from zoo.agents.language import ActorTrainingSettings, LanguageAgent, LanguageAgentConfig
 from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.agents.renames import Rename, RenamedHyperparameters
-from zoo.buffers.utterances import UtteranceReplay, sample_turns
+from zoo.buffers.utterances import UtteranceReplay, pack_turns, sample_turns, unpack_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
 from zoo.errors import ConfigError
 from zoo.llm.logprobs import score_token_ids, score_utterances
@@ -115,6 +115,12 @@ class ArCHer(LanguageAgent):
     def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         optimizers = {**super().state_optimizers(), "critic": self.critic_optimizer}
         return {**optimizers, "baseline": self.baseline_optimizer} if self.baseline is not None else optimizers
+
+    def training_state(self) -> dict[str, Any]:
+        return {"replay": self.replay.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state["replay"])
 
     def minibatch(self) -> dict:
         """``batch_size`` transitions from the replay."""
@@ -206,6 +212,12 @@ class CHAI(LanguageAgent):
     def state_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {**super().state_optimizers(), "critic": self.critic_optimizer}
 
+    def training_state(self) -> dict[str, Any]:
+        return {"replay": self.replay.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state["replay"])
+
     @torch.no_grad()
     def policy_step(self, observations: list[str], deterministic: bool = False) -> Utterances:
         k = self.config.num_candidates
@@ -256,6 +268,15 @@ class FilteredBC(LanguageAgent):
         self.actor_optimizer = self.actor_adam(self.config.actor_lr)
         self.collected: list[list[Turn]] = []  # every dialogue so far (up to buffer_size turns)
         self.kept = UtteranceReplay(self.config.buffer_size)
+
+    def training_state(self) -> dict[str, Any]:
+        """The dialogues collected so far (the selection is rebuilt from them at each iteration)."""
+        return {"collected": pack_turns([t for d in self.collected for t in d]),
+                "lengths": np.array([len(d) for d in self.collected], dtype=np.int64)}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        turns, ends = unpack_turns(state["collected"]), np.cumsum(state["lengths"]).tolist()
+        self.collected = [turns[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
     def _iteration(self, dialogues: list[list[Turn]]) -> dict[str, float]:
         c = self.config
