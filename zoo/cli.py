@@ -79,36 +79,57 @@ def _cmd_env_info(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    import math
+
     from zoo.agents import get_agent
     from zoo.logger import RunLogger, write_json_atomic
 
     cls = get_agent(args.agent)
     if args.steps < 1 or args.eval_episodes < 1:  # before any training, not after it
         raise ZooError(f"--steps and --eval-episodes must be positive, got {args.steps} and {args.eval_episodes}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ZooError(f"--checkpoint-every must be a positive number of {cls.budget_unit}, got "
+                       f"{args.checkpoint_every}")
+    if not (math.isfinite(args.checkpoint_minutes) and args.checkpoint_minutes > 0):
+        raise ZooError(f"--checkpoint-minutes must be a positive number, got {args.checkpoint_minutes}")
+    if not (math.isfinite(args.log_interval_s) and args.log_interval_s >= 0):
+        raise ZooError(f"--log-interval-s must be a number >= 0, got {args.log_interval_s}")
     overrides = cls.config_class.parse_overrides(args.set or [])
     data = {"data": args.data} if args.data else {}
     if cls.learns_from_data and not data:
         raise ZooError(f"{cls.__name__} learns from {cls.data_description}: pass --data PATH")
     out = Path(args.out)
-    model = out / "model.safetensors"
+    model, checkpoint = out / "model.safetensors", out / "checkpoint.safetensors"
     if args.resume and args.overwrite:
         raise ZooError("--resume and --overwrite exclude each other: continue the run in --out, or replace it")
-    if args.resume and model.exists():  # go on from the saved model
+    source = _resume_source(model, checkpoint) if args.resume else None
+    if source is not None:  # go on from the training checkpoint or the saved model
         if overrides:
             raise ZooError(f"--set cannot change the hyperparameters of the run resumed in {str(out)!r}; start a "
                            "new run (another --out, or --overwrite) to change them")
-        agent = cls.load(model, device=args.device, **data)
+        agent = cls.load(source, device=args.device, **data)
         if agent.env_id != args.env:
             raise ZooError(f"the run in {str(out)!r} trains on {agent.env_id}, not {args.env}: pass --env "
                            f"{agent.env_id} to resume it, or start a new run")
     else:
         agent = cls(args.env, seed=args.seed, device=args.device, **data, **overrides)
+    remaining = agent.remaining_steps(args.steps)  # --steps is the run's whole budget, resumed or not
+    if source is not None and remaining == 0 and _finished(model, out / "eval.json", agent.num_timesteps):
+        console.print(f"the run in {out} is finished: {agent.num_timesteps} {cls.budget_unit} of --steps "
+                      f"{args.steps}; nothing to do (pass a larger --steps to train it on)", highlight=False)
+        return 0
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
-    agent.logger = RunLogger(out, config=agent.describe(), mode=mode)  # locks --out; refuses another run's folder
+    # locks --out, refuses another run's folder; a resumed run's rows past its checkpoint are dropped
+    agent.logger = RunLogger(out, config=agent.describe(), mode=mode,
+                             resume_step=agent.num_timesteps if args.resume else None)
     try:
-        console.print(f"training {cls.__name__} on {args.env} for {args.steps} {cls.budget_unit} -> {out}",
-                      highlight=False)
-        agent.learn(args.steps, progress=not args.no_progress)
+        if remaining:
+            done = f" ({agent.num_timesteps} done, from {source.name})" if source is not None else ""
+            console.print(f"training {cls.__name__} on {args.env} for {remaining} {cls.budget_unit} of "
+                          f"{args.steps}{done} -> {out}", highlight=False)
+            agent.learn(remaining, progress=not args.no_progress, log_interval_s=args.log_interval_s,
+                        checkpoint_path=checkpoint,
+                        checkpoint_every=args.checkpoint_every, checkpoint_interval_s=60.0 * args.checkpoint_minutes)
         path = agent.save(model)
         result = agent.evaluate(args.eval_episodes)
         write_json_atomic(out / "eval.json", result)
@@ -116,6 +137,27 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         agent.logger.close()
     console.print(f"saved {path}; evaluation over {args.eval_episodes} episodes: {_fmt(result)}", highlight=False)
     return 0
+
+
+def _resume_source(model: Path, checkpoint: Path) -> Path | None:
+    """What ``zoo train --resume`` continues from: the training checkpoint unless the model is further on (a
+    tie goes to the checkpoint, which also holds the training state), the model if there is no checkpoint,
+    None when the folder has neither (the run starts over)."""
+    from zoo.checkpoint import read_checkpoint_config
+
+    if not checkpoint.exists():
+        return model if model.exists() else None
+    if not model.exists():
+        return checkpoint
+    steps = [read_checkpoint_config(p).get("num_timesteps", 0) for p in (checkpoint, model)]
+    return checkpoint if steps[0] >= steps[1] else model
+
+
+def _finished(model: Path, eval_json: Path, steps: int) -> bool:
+    """True if the run's final model (at ``steps`` or later) is saved and evaluated."""
+    from zoo.checkpoint import read_checkpoint_config
+
+    return model.exists() and eval_json.exists() and read_checkpoint_config(model).get("num_timesteps", -1) >= steps
 
 
 def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
@@ -133,14 +175,110 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from zoo.bench.suite import list_suites
+
+    if args.suite == "list":
+        return _bench_list(args, console)
+    if args.suite == "report":
+        return _bench_report(args, console)
+    if args.dirs:
+        raise ZooError(f"unexpected argument(s) {' '.join(args.dirs)}: `zoo bench SUITE` takes one suite (a name or "
+                       "a .yaml path); folders go to `zoo bench report DIR [DIR ...]`")
+    if args.suite == "quick" and "quick" not in list_suites():
+        return _bench_quick(args, console)  # the quick tasks the agents register, until benchmarks/suites/quick.yaml
+    return _bench_suite(args, console)
+
+
+def _bench_suite(args: argparse.Namespace, console: Console) -> int:
+    from zoo.bench.runner import run_suite
+
+    if args.jobs < 1:
+        raise ZooError(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.retries < 0:
+        raise ZooError(f"--retries must be 0 or more, got {args.retries}")
+    if args.scale is not None and not args.scale > 0:
+        raise ZooError(f"--scale must be a positive number, got {args.scale}")
+    if args.address is not None and args.executor != "ray":
+        raise ZooError("--address is for --executor ray (the local executor runs on this machine)")
+    seeds = args.seeds if args.seeds is not None else [args.seed] if args.seed is not None else None
+    try:
+        outcome = run_suite(args.suite, tier=args.tier, out=args.out, executor=args.executor, jobs=args.jobs,
+                            address=args.address, agents=args.agents, tasks=args.tasks, seeds=seeds,
+                            budget_scale=args.scale, device=args.device, retries=args.retries,
+                            progress=not args.no_progress, log=lambda msg: console.print(msg, highlight=False,
+                                                                                           markup=False))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: the running runs were stopped; run the same command again to go on "
+                                   "(finished runs are cached, the others resume from their checkpoints)",
+                                   highlight=False)
+        return 130
+    if outcome.report is not None:
+        console.print(outcome.report["md"].read_text(), highlight=False, markup=False, soft_wrap=True)
+        console.print(f"wrote {outcome.suite_dir}/results.md, results.csv, curves.png and aggregate.png",
+                      highlight=False)
+    console.print(outcome.summary(), highlight=False, markup=False)
+    for run_id, reason in outcome.skipped.items():
+        console.print(f"skipped {run_id}: {reason}", highlight=False, markup=False)
+    if outcome.failed:
+        err = Console(stderr=True)
+        for run_id, reason in outcome.failed.items():
+            err.print(f"[bold red]failed[/] {escape(run_id)}: {escape(reason)} (see "
+                      f"{escape(str(outcome.suite_dir / 'runs' / run_id))}/error.txt)", highlight=False)
+        err.print(f"{len(outcome.failed)} run(s) failed; the others are kept: fix the cause and run the same "
+                  "command again (finished runs are cached)", highlight=False)
+        return 1
+    return 0 if outcome.ok else 1
+
+
+def _bench_quick(args: argparse.Namespace, console: Console) -> int:
     from zoo.bench import results_markdown, run_quick
 
-    if args.suite != "quick":
-        raise ZooError(f"unknown benchmark suite {args.suite!r}; available: quick")
-    rows = run_quick(args.out, agents=args.agents, scale=args.scale, seed=args.seed, device=args.device,
-                     progress=not args.no_progress, log=lambda msg: console.print(msg, highlight=False))
+    if args.tier != "cpu" or args.executor != "local" or args.tasks or args.seeds:
+        raise ZooError("the built-in quick tasks take --out, --agents, --scale, --seed and --device only "
+                       "(--tier/--executor/--tasks/--seeds need benchmarks/suites/quick.yaml)")
+    out = args.out or "bench-quick"
+    rows = run_quick(out, agents=args.agents, scale=args.scale or 1.0, seed=args.seed or 0,
+                     device=args.device or "cpu", progress=not args.no_progress,
+                     log=lambda msg: console.print(msg, highlight=False))
     console.print(results_markdown(rows), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {args.out}/results.md, results.csv and curves.png", highlight=False)
+    console.print(f"wrote {out}/results.md, results.csv and curves.png", highlight=False)
+    return 0
+
+
+def _bench_report(args: argparse.Namespace, console: Console) -> int:
+    from zoo.bench.report import build_report
+
+    if not args.dirs:
+        raise ZooError("zoo bench report needs at least one folder written by `zoo bench SUITE` (e.g. "
+                       "bench/dmc-cpu); several folders (say, from several machines) make one report")
+    missing = [d for d in args.dirs if not Path(d).is_dir()]
+    if missing:
+        raise ZooError(f"no folder {', '.join(map(repr, missing))}")
+    paths = build_report(args.dirs, out=args.out)
+    console.print(paths["md"].read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+    return 0
+
+
+def _bench_list(args: argparse.Namespace, console: Console) -> int:
+    from zoo.bench.runner import describe_suites
+
+    if args.dirs:
+        raise ZooError(f"zoo bench list takes no arguments, got {' '.join(args.dirs)}")
+    rows = describe_suites()
+    if not rows:
+        console.print("no suites found (looked in $ZOO_SUITES and benchmarks/suites)", highlight=False)
+        return 0
+    table = Table(title="Benchmark suites (zoo bench NAME --tier TIER)")
+    for col in ("suite", "runs per tier", "description", "file"):
+        table.add_column(col)
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], "[red]cannot load[/]", escape(row["error"]), escape(str(row["path"])))
+        else:
+            tiers = ", ".join(f"{tier} {count}" for tier, count in row["tiers"].items())
+            table.add_row(row["name"], tiers, escape(row["description"]), escape(str(row["path"])))
+    console.print(table)
     return 0
 
 
@@ -199,8 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (from its model.safetensors, "
-                   "appending to progress.csv)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.safetensors "
+                   "(or model.safetensors if that is further on) up to --steps in all, appending to progress.csv "
+                   "(rows past the checkpoint are dropped); a finished run is left as it is")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="write <out>/checkpoint.safetensors (with the replay buffer and counters) every N units of "
+                   "the budget (at the agent's next report)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
+                   help="... and every M minutes, whichever comes first (default 5)")
+    p.add_argument("--log-interval-s", type=float, default=2.0, metavar="S",
+                   help="seconds between progress.csv rows (default 2; 0: a row at every report)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are removed first)")
     p.set_defaults(func=_cmd_train)
 
@@ -226,14 +372,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output .npz")
     q.set_defaults(func=_cmd_data_prefs)
 
-    p = sub.add_parser("bench", help="run a benchmark suite (quick: every agent on its quick task, CPU, minutes)")
-    p.add_argument("suite", choices=("quick",))
-    p.add_argument("--out", default="bench-quick", help="output folder (results.md, results.csv, curves.png)")
-    p.add_argument("--agents", nargs="+", default=None)
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (e.g. 0.05 to smoke-test)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("bench", help="run a benchmark suite (zoo bench SUITE), rebuild its report (zoo bench report "
+                       "DIR ...), or list the suites (zoo bench list)",
+                       description="zoo bench SUITE|PATH.yaml [options]: every (agent, task, seed) of the suite's tier, "
+                       "finished runs cached, interrupted ones resumed, then results.md/csv and plots. "
+                       "zoo bench report DIR [DIR ...] [--out DIR]: the tables and plots from run folders (several "
+                       "folders, e.g. from several machines, make one report). zoo bench list: the suites found. "
+                       "Exit status 1 when a run failed, 2 on an error.")
+    p.add_argument("suite", help="a suite name (zoo bench list), a path to a suite .yaml, or 'report' / 'list'")
+    p.add_argument("dirs", nargs="*", help=argparse.SUPPRESS)  # the folders of `zoo bench report`
+    p.add_argument("--tier", default="cpu", help="smoke (a minute), cpu (an hour on a laptop) or full (the "
+                   "papers' budgets); default cpu")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: a process per run on this machine (default); ray: one Ray task per run")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (local), or the CPUs of a local Ray instance")
+    p.add_argument("--address", default=None, help="with --executor ray: 'auto' (a running cluster), 'ray://host:port'"
+                   " or 'local' (default: a Ray instance on this machine)")
+    p.add_argument("--out", default=None, help="the suite folder (default bench/SUITE-TIER; for report: where the "
+                   "tables and plots go, default the first folder)")
+    p.add_argument("--agents", nargs="+", default=None, help="only these agents (or AGENT~LABEL sweep points)")
+    p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (env ids)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds (default: the tier's)")
+    p.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # zoo bench quick's --seed N
+    p.add_argument("--scale", type=float, default=None, help="multiply every budget (e.g. 0.05 for a quick look; "
+                   "the scaled runs are runs of their own)")
+    p.add_argument("--device", default=None, help="run everything on this device (default: each run's)")
+    p.add_argument("--retries", type=int, default=1, help="tries again for a failed run (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live table")
     p.set_defaults(func=_cmd_bench)
 
     from zoo.llm.judge_server import add_arguments as _judge_arguments

@@ -198,6 +198,7 @@ def execute_run(spec: RunSpec, suite_dir: str | os.PathLike, log: Callable[[str]
         return done
     previous = read_json(run_dir / WORKER) or {}
     attempt = int(previous.get("attempt", 0)) + 1
+    _drop_lock_of_previous_attempt(run_dir, previous, log)
     write_json_atomic(run_dir / WORKER, {"pid": os.getpid(), "host": socket.gethostname(), "attempt": attempt,
                                          "started": _now()})
     torch.set_num_threads(max(1, int(spec.resources.get("cpus", 1))))
@@ -221,6 +222,20 @@ def execute_run(spec: RunSpec, suite_dir: str | os.PathLike, log: Callable[[str]
         agent.env.close()
 
 
+def _drop_lock_of_previous_attempt(run_dir: Path, previous: dict, log: Callable[[str], None]) -> None:
+    """Remove the run-folder lock that this run's previous attempt left on another host (a Ray worker lost
+    there). The runner starts one attempt of a run at a time, so that attempt is over; a lock from this host
+    is the logger's to judge (it takes over a lock whose process is gone)."""
+    from zoo.logger import LOCK_NAME
+
+    lock = read_json(run_dir / LOCK_NAME)
+    if not isinstance(lock, dict) or lock.get("host") == socket.gethostname():
+        return
+    if (lock.get("pid"), lock.get("host")) == (previous.get("pid"), previous.get("host")):
+        log(f"{run_dir.name}: removing the lock of the previous attempt (pid {lock.get('pid')} on {lock.get('host')})")
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+
+
 def _train_and_record(spec: RunSpec, run_dir: Path, agent, resumed: bool, attempt: int, base: Path | None,
                       log: Callable[[str], None], progress: bool) -> dict:
     timing = read_json(run_dir / TIMING) or {}
@@ -239,15 +254,12 @@ def _train_and_record(spec: RunSpec, run_dir: Path, agent, resumed: bool, attemp
             target = min(total, (agent.num_timesteps // spec.eval_every + 1) * spec.eval_every)
         checkpointing = {"checkpoint_path": run_dir / CHECKPOINT, "checkpoint_every": spec.checkpoint_every,
                          "checkpoint_interval_s": spec.checkpoint_interval_s}
-        import inspect  # TODO(lead): drop this probe once Agent.learn has the checkpoint arguments (issue 15)
-
-        if "checkpoint_path" not in inspect.signature(agent.learn).parameters:
-            checkpointing = {}
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # evaluation points need not fall on whole rollouts
             warnings.filterwarnings("ignore", message=".*learns in whole rollouts.*")
+            # a fresh start replaces what an attempt killed before its first checkpoint logged
             agent.learn(target - agent.num_timesteps, progress=progress, log_dir=run_dir,
-                        log_mode="resume" if (resumed or agent.num_timesteps > 0) else "new", **checkpointing)
+                        log_mode="resume" if (resumed or agent.num_timesteps > 0) else "overwrite", **checkpointing)
         train_s += time.perf_counter() - t0
         write_json_atomic(run_dir / TIMING, {"train_s": train_s, "steps": agent.num_timesteps, "total": total})
         if spec.eval_every and agent.num_timesteps < total:
