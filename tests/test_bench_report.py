@@ -259,3 +259,15 @@ def test_no_runs_is_a_clear_error(tmp_path):
         write_suite(tmp_path / "x", {**SUITE, "name": "other"})
         write_suite(tmp_path / "y")
         read_suite_meta([tmp_path / "x", tmp_path / "y"])
+
+
+def test_a_skipped_run_says_why(tmp_path):
+    root = tmp_path / "suite"
+    write_all(root, seeds_one=range(2), seeds_two=())
+    run_dir = write_run(root, "A", "t/one", 5, None)
+    (run_dir / "skipped.json").write_text(json.dumps({"key": "A-t/one-5", "reason": "needs the nethack extra"}))
+    (row,) = [r for r in collect_runs([root]) if r.seed == 5]
+    assert not row.finished and row.problem == "skipped: needs the nethack extra"
+    (run_dir / "skipped.json").write_text(json.dumps({"key": "old", "reason": "x"}))  # another definition's
+    (row,) = [r for r in collect_runs([root]) if r.seed == 5]
+    assert row.problem == "unfinished (no result.json)"

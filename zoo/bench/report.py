@@ -196,7 +196,8 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord | None:
     record.curve, record.curve_source = _read_curve(run_dir, spec)
     result_path = run_dir / "result.json"
     if not result_path.is_file():
-        record.problem = "unfinished (no result.json)"
+        skipped = _skipped_reason(run_dir, spec)
+        record.problem = f"skipped: {skipped}" if skipped else "unfinished (no result.json)"
         return record
     try:
         result = _read_json(result_path)
@@ -214,6 +215,17 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord | None:
     if not math.isfinite(record.score):
         record.problem = f"finished with a non-finite score ({record.score})"
     return record
+
+
+def _skipped_reason(run_dir: Path, spec: dict) -> str | None:
+    """Why the worker skipped this run (skipped.json, e.g. a missing extra), if it did under this key."""
+    try:
+        skipped = _read_json(run_dir / "skipped.json")
+    except (OSError, ValueError):
+        return None
+    if isinstance(skipped, dict) and skipped.get("key") == spec.get("key"):
+        return str(skipped.get("reason", "no reason recorded"))
+    return None
 
 
 def find_run_dirs(directory: str | os.PathLike) -> list[Path]:
