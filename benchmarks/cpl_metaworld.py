@@ -1,74 +1,69 @@
 """BC, SFT, P-IQL and CPL on MetaWorld preference datasets (the CPL paper's comparison, in kind).
 
-    python benchmarks/cpl_metaworld.py [--quick] [--tasks drawer-open-v3 ...] [--regimes dense sparse]
-                                       [--seeds 0 1 2] [--steps N] [--methods BC SFT PIQL CPL]
-                                       [--jobs J] [--out DIR]
+    python benchmarks/cpl_metaworld.py [--quick | --tier smoke|cpu|full] [--tasks drawer-open-v3 ...]
+                                       [--regimes dense sparse] [--seeds 0 1 2] [--methods BC SFT PIQL CPL]
+                                       [--episodes N] [--jobs J] [--out DIR] [--report]
 
-For each task and regime a dataset is built once (``zoo.datasets.metaworld_prefs``: 200 episodes of
-scripted experts degraded in biased ways, 4,000 pairs of 64-step segments, regret teacher) and cached in
-``--out``; each method trains for ``--steps`` gradient steps per seed (default 6,000; 128x128 actor without
-dropout, batch 32 pairs, lr 1e-3; the first sixth BC for SFT and CPL, reward-model training for P-IQL) and
-is evaluated (success rate over ``--episodes`` episodes, default 50, horizon 250) five times along the way. BC is behaviour cloning on all segments for the
-whole budget. Runs go to ``--jobs`` processes. Writes ``results.md`` / ``results.csv`` beside the paper's
-figures and ``curves.png``, and reports CPL's training steps per second against a straightforward PyTorch
-loop over the same data.
+The runs are the ``metaworld`` suite's (``benchmarks/suites/metaworld.yaml``), run by the suite runner (cached
+and resumable in ``--out``; ``--quick`` is its smoke tier, the default its cpu tier). Per task a dataset is
+built once into ``--out/data`` (``zoo.datasets.metaworld_prefs``: 200 episodes of scripted experts degraded in
+biased ways, 4,000 pairs of 64-step segments, regret teacher); each method trains for 6,000 gradient steps per
+seed (128x128 actor without dropout, batch 32 pairs, lr 1e-3; the first sixth BC for SFT and CPL,
+reward-model training for P-IQL) and is evaluated (success rate over ``--episodes`` episodes, default the
+suite's 25, horizon 250) every 1,200 steps. BC is behaviour cloning on all segments for the whole budget (the
+suite's ``CPL~BC`` rows). The suite's data is dense; ``--regimes sparse`` (or ``dense sparse``) adds the same
+runs on sparse datasets (rows labelled ``sparse``). Writes ``results.md`` / ``results.csv`` beside the
+paper's figures and ``curves.png``, and reports CPL's training steps per second against a straightforward
+PyTorch loop over the same data.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
 
-#: success % from the paper (state, dense 2.5k; BC not reported / SFT / P-IQL / CPL), MetaWorld v2, 500k steps
-PAPER = {"bin-picking-v3": (None, 66.9, 70.6, 80.0), "button-press-v3": (None, 21.6, 16.2, 24.5),
-         "door-open-v3": (None, 63.3, 69.0, 80.0), "drawer-open-v3": (None, 62.6, 71.1, 83.6),
-         "plate-slide-v3": (None, 41.6, 49.6, 61.1), "sweep-into-v3": (None, 51.9, 60.6, 70.4)}
 METHODS = ("BC", "SFT", "PIQL", "CPL")
-#: the budget that fits a 2-core CPU (the paper: 512x512, dropout 0.25, lr 1e-4, batch 96, 500k steps)
-SMALL = dict(hidden=(128, 128), dropout=0.0, batch_size=32, learning_rate=1e-3)
+TASKS = ("bin-picking-v3", "button-press-v3", "door-open-v3", "drawer-open-v3", "plate-slide-v3", "sweep-into-v3")
+#: the suite's row groups -> the table's method names
+GROUPS = {"CPL~BC": "BC", "SFT": "SFT", "PIQL": "PIQL", "CPL": "CPL"}
 
 
-def dataset_path(task: str, regime: str, out: Path, quick: bool) -> Path:
-    """Build the task's dataset once and cache it in ``out``."""
-    from zoo.datasets.metaworld_prefs import make_preference_dataset
-
-    path = out / f"data-{task}-{regime}{'-quick' if quick else ''}.npz"
-    if not path.exists():
-        episodes, pairs = (60, 600) if quick else (200, 4000)
-        make_preference_dataset(task, episodes, pairs, regime=regime, seed=0).save(path)
-    return path
+def method_and_regime(spec) -> tuple[str, str]:
+    """The table's (method, regime) of a run: its group without the regime label, and the data's regime."""
+    group = spec.group.removesuffix("sparse").rstrip("~,")
+    return GROUPS[group], spec.data["args"]["regime"]
 
 
-def run(method: str, task: str, data: Path, seed: int, steps: int, episodes: int) -> list[tuple[int, float]]:
-    from zoo.agents import get_agent
-    from zoo.buffers import PreferenceDataset
-    from zoo.envs import make_env
+def variants(methods: list[str], regimes: list[str], episodes: int | None):
+    """The suite edit for this command line: only ``methods``, one copy per regime (sparse copies labelled
+    ``sparse``), ``episodes`` evaluation episodes in every tier when given."""
+    def with_regime(data: dict | None, regime: str) -> dict | None:
+        return None if data is None else {**data, "args": {**data["args"], "regime": regime}}
 
-    torch.set_num_threads(1)
-    # a sixth of the steps as the BC / reward-model phase (the paper: 200k of 500k)
-    phase = max(1, steps // 6)
-    warmup = min(10_000, steps // 10)  # CPL's warm-up after its BC phase (SFT and P-IQL have none)
-    kwargs = dict(SMALL)
-    kwargs.update({"BC": dict(bc_steps=steps, warmup_steps=warmup), "SFT": dict(bc_steps=phase),
-                   "CPL": dict(bc_steps=phase, warmup_steps=warmup),
-                   # the actor's cosine spans the run, as the reference's spans its 500k steps
-                   "PIQL": dict(reward_steps=phase, critic_hidden=(256, 256), actor_cosine_steps=steps)}[method])
-    env = make_env(f"metaworld/{task}", seed=seed, max_episode_steps=250)
-    agent = get_agent("CPL" if method == "BC" else method)(
-        env, data=PreferenceDataset.load(data), seed=seed, device="cpu", **kwargs)
-    curve = []
-    for _ in range(5):
-        agent.learn(steps // 5, progress=False)
-        curve.append((agent.num_timesteps, 100.0 * agent.evaluate(episodes)["success_rate"]))
-    agent.env.close()
-    return curve
+    def edit(entry: dict) -> list[dict]:
+        method = "BC" if entry.get("label") == "BC" else entry["agent"]
+        if method not in methods:
+            return []
+        out = []
+        for regime in regimes:
+            variant = {**entry, "tiers": {t: dict(o or {}) for t, o in (entry.get("tiers") or {}).items()}}
+            if regime != "dense":
+                variant["label"] = ",".join(x for x in (entry.get("label"), regime) if x)
+                variant["data"] = with_regime(entry.get("data"), regime)
+                for override in variant["tiers"].values():
+                    if override.get("data") is not None:
+                        override["data"] = with_regime(override["data"], regime)
+            if episodes is not None:
+                variant["eval_episodes"] = episodes
+                for override in variant["tiers"].values():
+                    override.pop("eval_episodes", None)
+            out.append(variant)
+        return out
+    return edit
 
 
 def plain_loop_steps_per_second(dataset, steps: int = 200) -> tuple[float, float]:
@@ -102,83 +97,104 @@ def plain_loop_steps_per_second(dataset, steps: int = 200) -> tuple[float, float
 
 
 def main() -> None:
+    from suite_script import (
+        TIERS,
+        data_path,
+        default_out,
+        edited_suite,
+        finished_runs,
+        mean_std,
+        read_rows,
+        run_tier,
+    )
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", nargs="+", default=list(PAPER))
-    parser.add_argument("--regimes", nargs="+", default=["dense", "sparse"], choices=["dense", "sparse"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="the suite's smoke tier (tiny data, 60 steps, one seed)")
+    parser.add_argument("--tier", choices=TIERS, default=None, help="the suite tier (default cpu; --quick: smoke)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--regimes", nargs="+", default=["dense"], choices=["dense", "sparse"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the tier's")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 50; 10 quick)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one CPU thread each)")
-    parser.add_argument("--out", default="cpl-metaworld")
+    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default: the tier's)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (one worker process and thread each)")
+    parser.add_argument("--out", default=None, help="the suite folder (default cpl-metaworld[-<tier>])")
     parser.add_argument("--report", action="store_true",
-                        help="train nothing: tables and curves from the finished runs only (missing ones: '-')")
+                        help="train nothing: tables and curves from the finished runs only")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    steps = args.steps or (200 if args.quick else 6_000)
-    episodes = args.episodes or (10 if args.quick else 50)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    tier = args.tier or ("smoke" if args.quick else "cpu")
+    out = Path(args.out or default_out("cpl-metaworld", tier))
+    suite = edited_suite("metaworld", variants(args.methods, args.regimes, args.episodes))
+    specs = run_tier(suite, tier, out, jobs=args.jobs, tasks=[f"metaworld/{t}" for t in args.tasks],
+                     seeds=args.seeds, report_only=args.report)
     from zoo.bench import results_markdown, write_results
     from zoo.buffers import PreferenceDataset
 
-    data = {(t, r): dataset_path(t, r, out, args.quick) for t in args.tasks for r in args.regimes}
-    keys = [(t, r, m, seed) for t in args.tasks for r in args.regimes for m in args.methods for seed in args.seeds]
-    # each finished run is kept in out/runs/, so an interrupted or extended benchmark only runs what is missing
-    runs_dir = out / "runs"
-    runs_dir.mkdir(exist_ok=True)
-    cached = lambda t, r, m, seed: runs_dir / f"{t}-{r}-{m}-{seed}-{steps}-{episodes}ep.json"  # noqa: E731
-    curves = {key: [tuple(p) for p in json.loads(cached(*key).read_text())] for key in keys if cached(*key).exists()}
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run, m, t, data[t, r], seed, steps, episodes): (t, r, m, seed)
-                   for t, r, m, seed in keys if (t, r, m, seed) not in curves and not args.report}
-        for future in as_completed(futures):
-            key = futures[future]
-            curves[key] = future.result()
-            cached(*key).write_text(json.dumps(curves[key]))
-            print(f"{' '.join(map(str, key))}: success {curves[key]}", flush=True)
+    # (task, regime, method) -> the finished runs' success curves (step, success %) from evals.csv
+    curves: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    steps: dict[tuple[str, str, str], int] = {}
+    for spec, result, run_dir in finished_runs(out, specs):
+        method, regime = method_and_regime(spec)
+        key = (spec.task.split("/", 1)[1], regime, method)
+        evals = read_rows(run_dir / "evals.csv")
+        curve = [(row["step"], 100.0 * row["success_rate"]) for row in evals] or \
+            [(result["steps"], 100.0 * result["final"]["success_rate"])]
+        curves.setdefault(key, []).append(np.array(curve))
+        steps[key] = result["steps"]
+    paper = {(r.agent, r.label, r.task): r.value for r in suite.references}
+    data_of = {(s.task.split("/", 1)[1], method_and_regime(s)[1]): data_path(out, s) for s in specs}
     rows = []
     for task in args.tasks:
         for regime in args.regimes:
-            data_success = PreferenceDataset.load(data[task, regime]).metadata["data_success_rate"]
+            path = data_of.get((task, regime))
+            data_success = PreferenceDataset.load(path).metadata["data_success_rate"] \
+                if path is not None and path.exists() else float("nan")
             for method in args.methods:
-                runs = [curves[task, regime, method, seed] for seed in args.seeds if (task, regime, method, seed)
-                        in curves]
-                finals = [c[-1][1] for c in runs]
-                best = [max(s for _, s in c) for c in runs]
-                paper = (PAPER.get(task, (None,) * 4)[METHODS.index(method)] if regime == "dense" else None) or "-"
-                rows.append({"task": task, "regime": regime, "method": method, "steps": steps, "seeds": len(runs),
-                             "success_final": f"{np.mean(finals):.1f} ± {np.std(finals):.1f}" if runs else "-",
-                             "success_best": f"{np.mean(best):.1f}" if runs else "-",
+                runs = curves.get((task, regime, method), [])
+                reference = paper.get((method, "", f"metaworld/{task}")) if regime == "dense" else None
+                rows.append({"task": task, "regime": regime, "method": method,
+                             "steps": steps.get((task, regime, method), "-"), "seeds": len(runs),
+                             "success_final": mean_std([c[-1, 1] for c in runs], digits=1),
+                             "success_best": f"{np.mean([c[:, 1].max() for c in runs]):.1f}" if runs else "-",
                              "data_success": round(100 * data_success, 1),
-                             "paper (dense 2.5k, 500k steps)": paper})
-    zoo_sps, plain_sps = plain_loop_steps_per_second(PreferenceDataset.load(data[args.tasks[0], args.regimes[0]]),
-                                                     steps=30 if args.quick else 200)
-    speed = (f"CPL training steps per second (batch 96 pairs x 64 steps, 256x256 actor, one thread): zoo "
-             f"{zoo_sps:.1f}, a plain PyTorch loop over the same data {plain_sps:.1f} ({zoo_sps / plain_sps:.2f}x).")
-    write_results(out, rows, list(rows[0]), footer=speed)
+                             "paper (dense 2.5k, 500k steps)": "-" if reference is None else round(100 * reference, 1)})
+    first = data_of.get((args.tasks[0], args.regimes[0]))
+    footer = ""
+    if first is not None and first.exists():
+        zoo_sps, plain_sps = plain_loop_steps_per_second(PreferenceDataset.load(first),
+                                                         steps=30 if tier == "smoke" else 200)
+        footer = (f"CPL training steps per second (batch 96 pairs x 64 steps, 256x256 actor, one thread): zoo "
+                  f"{zoo_sps:.1f}, a plain PyTorch loop over the same data {plain_sps:.1f} ({zoo_sps / plain_sps:.2f}x).")
+    write_results(out, rows, list(rows[0]), footer=footer)
     print(results_markdown(rows, list(rows[0])))
-    print(speed)
+    print(footer)
+    plot(out, curves, args.methods)
+
+
+def plot(out: Path, curves: dict, methods: list[str]) -> Path:
+    """Mean success curve per method, one panel per (task, regime)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted({(t, r) for t, r, _, _ in curves})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    keys = sorted({(t, r) for t, r, _ in curves})
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
     for ax, (task, regime) in zip(axes[0], keys):
-        for method in args.methods:
-            runs = [np.array(c) for (t, r, m, _), c in curves.items() if (t, r, m) == (task, regime, method)]
+        for method in methods:
+            runs = curves.get((task, regime, method), [])
             if runs:
-                mean = np.mean([r[:, 1] for r in runs], axis=0)
-                ax.plot(runs[0][:, 0], mean, label=method)
+                n = min(len(c) for c in runs)
+                ax.plot(runs[0][:n, 0], np.mean([c[:n, 1] for c in runs], axis=0), label=method)
         ax.set_title(f"{task} ({regime})", fontsize=9)
         ax.set_xlabel("gradient steps")
         ax.set_ylabel("success %")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
+    path = out / "curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
