@@ -34,12 +34,13 @@ def test_tiers_expand_with_scaled_budgets_and_merged_overrides():
     assert [r.run_id for r in smoke] == ["PPO/gym_CartPole-v1/seed0", "PPO/gym_Acrobot-v1/seed0",
                                          "PPO~lr=3e-4/gym_CartPole-v1/seed0"]
     first, acrobot, labelled = smoke
-    assert (first.budget, first.eval_every, first.eval_episodes) == (1000, 500, 5)  # defaults beat the tier's
+    assert (first.budget, first.eval_every, first.eval_episodes) == (1000, 500, 2)  # the tier's beat the defaults
     # the tier's hyperparameters join the entry's, the task's join both
     assert dict(first.hyperparameters) == {"learning_rate": 1e-3, "num_steps": 64}
     assert dict(acrobot.hyperparameters) == {"learning_rate": 1e-3, "num_steps": 64, "num_envs": 2}
     assert labelled.budget == 1000 and labelled.group == "PPO~lr=3e-4"
     cpu = s.runs("cpu")
+    assert cpu[0].eval_episodes == 5  # the cpu tier sets none: the suite's default
     assert len(cpu) == 6 and {r.seed for r in cpu} == {0, 1}
     assert cpu[0].budget == 100_000 and dict(cpu[0].hyperparameters) == {"learning_rate": 1e-3}
     assert [r.run_id for r in s.runs("cpu", agents=["PPO~lr=3e-4"], seeds=[1])] == \

@@ -176,7 +176,9 @@ class Suite:
         runs, seen = [], {}
         for index, entry in enumerate(self.entries):
             where = f"{self._where()} entries[{index}] ({entry['agent']})"
-            settings = {**self.defaults, **{k: v for k, v in entry.items() if k in _OVERRIDABLE}}
+            # precedence: suite defaults < the tier's seeds / eval_episodes < the entry < the entry's tier override
+            tier_settings = {k: tier_spec[k] for k in ("seeds", "eval_episodes") if k in tier_spec}
+            settings = {**self.defaults, **tier_settings, **{k: v for k, v in entry.items() if k in _OVERRIDABLE}}
             for key, value in ((entry.get("tiers") or {}).get(tier) or {}).items():
                 merge = key in ("hyperparameters", "env_kwargs", "resources") and isinstance(value, Mapping)
                 settings[key] = {**(settings.get(key) or {}), **value} if merge else value

@@ -152,9 +152,11 @@ def _build_agent(spec: RunSpec, run_dir: Path, data: Any):
         return cls.load(checkpoint, device=spec.device, data=data), True
     env: Any = spec.task
     if spec.env_kwargs:
-        config = cls.config_class.create(spec.task, **spec.hyperparameters)
-        env = make_env(spec.task, num_envs=getattr(config, "num_envs", 1), seed=spec.seed, device=spec.device,
-                       **spec.env_kwargs)
+        env_kwargs = dict(spec.env_kwargs)
+        num_envs = env_kwargs.pop("num_envs", None)  # the agent's num_envs unless the task sets its own
+        if num_envs is None:
+            num_envs = getattr(cls.config_class.create(spec.task, **spec.hyperparameters), "num_envs", 1)
+        env = make_env(spec.task, num_envs=num_envs, seed=spec.seed, device=spec.device, **env_kwargs)
     agent = cls(env, seed=spec.seed, device=spec.device, **({"data": data} if data is not None else {}),
                 **spec.hyperparameters)
     return agent, False
