@@ -59,32 +59,6 @@ def test_suite_loads_and_expands_for_every_tier(name):
         assert math.isfinite(ref.value) and ref.source, ref
 
 
-def test_quick_suite_is_today_s_quick_tasks():
-    from zoo.agents.quick import quick_tasks
-
-    suite = load_suite(suite_file("quick"))
-    specs = {spec.agent: spec for spec in suite.runs("cpu")}
-    tasks = quick_tasks()
-    assert set(specs) == set(tasks)
-    for agent, task in tasks.items():
-        spec = specs[agent]
-        assert (spec.task, spec.budget, spec.eval_episodes, spec.metric, spec.curve) == \
-            (task.env_id, task.steps, task.eval_episodes, task.metric, task.curve), agent
-        config = get_agent(agent).config_class.create(spec.task, **spec.hyperparameters)
-        expected = dict(task.hyperparameters, **({"num_envs": task.env_kwargs["num_envs"]}
-                                                 if "num_envs" in task.env_kwargs else {}))
-        expected.update(task.setup(0, 1.0) if task.setup is not None and agent != "CPL" else {})
-        for key, value in expected.items():
-            assert getattr(config, key) == value, (agent, key)
-        env_kwargs = {k: v for k, v in task.env_kwargs.items() if k != "num_envs"}
-        assert {k: tuple(v) if isinstance(v, list) else v for k, v in spec.env_kwargs.items()} == env_kwargs, agent
-        assert any(ref.agent == agent for ref in suite.references), agent
-    cpl = specs["CPL"].data
-    assert cpl["builder"] == "zoo.datasets.metaworld_prefs:make_preference_dataset"
-    assert cpl["args"] == {"task": "drawer-open-v3", "num_episodes": 200, "num_pairs": 4000, "regime": "dense",
-                           "seed": 0}
-
-
 # --------------------------------------------------------------------------- the smoke tiers, run
 
 

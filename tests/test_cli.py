@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -59,33 +58,41 @@ def test_train_rejects_bad_overrides(tmp_path, capsys):
     assert main(["train", "nosuchagent", "--env", "gym/CartPole-v1", "--steps", "10", "--out", "x"]) == 2
 
 
-def test_bench_quick_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+def test_bench_quick_end_to_end_on_its_smoke_tier(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["bench", "quick", "--out", str(out), "--scale", "0.01", "--no-progress"]) == 0
-    text = capsys.readouterr().out
-    assert "| PPO | gym/CartPole-v1 |" in text and "| SAC | gym/Pendulum-v1 |" in text
-    for name in ("results.md", "results.csv", "curves.png"):
+    assert main(["bench", "quick", "--tier", "smoke", "--out", str(out), "--jobs", "2", "--no-progress"]) == 0
+    for name in ("results.md", "results.csv", "curves.png", "aggregate.png", "suite.json"):
         assert (out / name).stat().st_size > 0, name
     import csv
 
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert {r["agent"] for r in rows} >= {"PPO", "SAC", "DQN", "CPL", "GBRL", "ArCHer"}
-    assert next(r for r in rows if r["agent"] == "CPL")["metric"] == "success_rate"
-    assert all(float(r["sps"]) > 0 and r["reference"] for r in rows)
+    assert "| CPL |" in capsys.readouterr().out
 
 
-def test_bench_quick_skips_an_agent_whose_extra_is_missing(tmp_path, monkeypatch):
-    from zoo import bench
+def test_bench_skips_a_run_whose_extra_is_missing(tmp_path, monkeypatch):
+    """A run whose env needs an extra that is not installed is recorded as skipped, with the install hint."""
+    import zoo.agents.base as base
+    from zoo.bench.report import collect_runs
+    from zoo.bench.suite import parse_suite
+    from zoo.bench.worker import execute_run
     from zoo.errors import MissingExtraError
 
-    def missing(seed, scale):
-        raise MissingExtraError("The CPL quick task", "metaworld")
+    real = base.make_env
 
-    from zoo.agents import quick
+    def without_nle(env_id, *args, **kwargs):
+        if env_id.startswith("nethack/"):
+            raise MissingExtraError("The NetHack suite", "nethack")
+        return real(env_id, *args, **kwargs)
 
-    tasks = quick.quick_tasks()
-    monkeypatch.setitem(quick._QUICK, "CPL", dataclasses.replace(tasks["CPL"], setup=missing))
-    messages = []
-    rows = bench.run_quick(tmp_path, agents=["CPL", "PPO"], scale=0.01, progress=False, log=messages.append)
-    assert [r["agent"] for r in rows] == ["PPO"]
-    assert any("CPL skipped" in m and "zoo-rl[metaworld]" in m for m in messages)
+    monkeypatch.setattr(base, "make_env", without_nle)
+    suite = parse_suite({"name": "two", "tiers": {"smoke": {"seeds": [0], "eval_episodes": 1}}, "entries": [
+        {"agent": "PPO", "tasks": ["gym/CartPole-v1", "nethack/score"], "budget": 128,
+         "hyperparameters": {"num_envs": 1, "num_steps": 128}}]})
+    cartpole, nethack = suite.runs("smoke")
+    assert "skipped" in execute_run(nethack, tmp_path)
+    assert execute_run(cartpole, tmp_path)["steps"] == 128
+    records = {r.task: r for r in collect_runs([tmp_path])}
+    assert records["gym/CartPole-v1"].finished
+    assert "zoo-rl[nethack]" in records["nethack/score"].problem and records["nethack/score"].problem.startswith("skipped")
+

@@ -175,8 +175,6 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from zoo.bench.suite import list_suites
-
     if args.suite == "list":
         return _bench_list(args, console)
     if args.suite == "report":
@@ -184,8 +182,6 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     if args.dirs:
         raise ZooError(f"unexpected argument(s) {' '.join(args.dirs)}: `zoo bench SUITE` takes one suite (a name or "
                        "a .yaml path); folders go to `zoo bench report DIR [DIR ...]`")
-    if args.suite == "quick" and "quick" not in list_suites():
-        return _bench_quick(args, console)  # the quick tasks the agents register, until benchmarks/suites/quick.yaml
     return _bench_suite(args, console)
 
 
@@ -200,7 +196,7 @@ def _bench_suite(args: argparse.Namespace, console: Console) -> int:
         raise ZooError(f"--scale must be a positive number, got {args.scale}")
     if args.address is not None and args.executor != "ray":
         raise ZooError("--address is for --executor ray (the local executor runs on this machine)")
-    seeds = args.seeds if args.seeds is not None else [args.seed] if args.seed is not None else None
+    seeds = args.seeds
     try:
         outcome = run_suite(args.suite, tier=args.tier, out=args.out, executor=args.executor, jobs=args.jobs,
                             address=args.address, agents=args.agents, tasks=args.tasks, seeds=seeds,
@@ -228,21 +224,6 @@ def _bench_suite(args: argparse.Namespace, console: Console) -> int:
                   "command again (finished runs are cached)", highlight=False)
         return 1
     return 0 if outcome.ok else 1
-
-
-def _bench_quick(args: argparse.Namespace, console: Console) -> int:
-    from zoo.bench import results_markdown, run_quick
-
-    if args.tier != "cpu" or args.executor != "local" or args.tasks or args.seeds:
-        raise ZooError("the built-in quick tasks take --out, --agents, --scale, --seed and --device only "
-                       "(--tier/--executor/--tasks/--seeds need benchmarks/suites/quick.yaml)")
-    out = args.out or "bench-quick"
-    rows = run_quick(out, agents=args.agents, scale=args.scale or 1.0, seed=args.seed or 0,
-                     device=args.device or "cpu", progress=not args.no_progress,
-                     log=lambda msg: console.print(msg, highlight=False))
-    console.print(results_markdown(rows), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out}/results.md, results.csv and curves.png", highlight=False)
-    return 0
 
 
 def _bench_report(args: argparse.Namespace, console: Console) -> int:
@@ -393,7 +374,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agents", nargs="+", default=None, help="only these agents (or AGENT~LABEL sweep points)")
     p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (env ids)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds (default: the tier's)")
-    p.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # zoo bench quick's --seed N
     p.add_argument("--scale", type=float, default=None, help="multiply every budget (e.g. 0.05 for a quick look; "
                    "the scaled runs are runs of their own)")
     p.add_argument("--device", default=None, help="run everything on this device (default: each run's)")

@@ -13,7 +13,6 @@ from torch import nn
 from zoo.agents import register_agent
 from zoo.agents.config import in_unit_interval, positive, valid_hidden
 from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig
-from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
 from zoo.nets import adam, make_encoder, mlp, polyak_update
@@ -169,7 +168,3 @@ class DQN(OffPolicyAgent):
         self.optimizer.step()
         self.on_priorities(batch, q_taken.detach() - target)
         return {"td_loss": loss.detach(), "q_mean": q_taken.detach().mean(), "epsilon": torch.tensor(self.epsilon)}
-
-
-register_quick_task(QuickTask("DQN", "gym/CartPole-v1", 50_000,
-                              "500 (rl-baselines3-zoo benchmark, DQN CartPole-v1, 50k steps)"))

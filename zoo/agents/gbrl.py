@@ -25,7 +25,6 @@ from torch import nn
 from zoo.agents import register_agent
 from zoo.agents.config import positive
 from zoo.agents.on_policy import ActionHead, OnPolicyAgent, OnPolicyConfig
-from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.errors import ConfigError, MissingExtraError
 from zoo.losses import awr_weights
@@ -282,7 +281,3 @@ class GBRL(OnPolicyAgent):
             for f in files:
                 check_companion_file(path, f, "the tree ensemble")
         self.policy.trees = gbrl_models().ActorCritic.load_learner(str(base), "cpu")
-
-
-register_quick_task(QuickTask("GBRL", "gym/CartPole-v1", 100_000,
-                              "500 (the return cap; NN PPO reaches it on this budget, see the PPO row)"))

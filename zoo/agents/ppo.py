@@ -18,7 +18,6 @@ from zoo.agents import register_agent
 from zoo.agents.config import valid_hidden
 from zoo.agents.normalize import ObservationNormalizer
 from zoo.agents.on_policy import ActionHead, OnPolicyAgent, OnPolicyConfig
-from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.errors import ConfigError
 from zoo.nets import make_encoder, mlp
 from zoo.rollout import Obs, Rollout
@@ -122,7 +121,3 @@ class PPO(OnPolicyAgent):
         rollout was collected with)."""
         if self.policy.obs_norm is not None:
             self.policy.obs_norm.stats.update(rollout.obs)
-
-
-register_quick_task(QuickTask("PPO", "gym/CartPole-v1", 100_000,
-                              "500 (rl-baselines3-zoo benchmark, PPO CartPole-v1, 100k steps)"))

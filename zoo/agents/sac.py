@@ -14,7 +14,6 @@ from torch import nn
 from zoo.agents import register_agent
 from zoo.agents.config import positive, valid_hidden
 from zoo.agents.off_policy import OffPolicyAgent, OffPolicyConfig
-from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.buffers.replay import ReplaySample
 from zoo.errors import ConfigError
 from zoo.nets import QNetwork, SquashedGaussianActor, adam, polyak_update
@@ -164,7 +163,3 @@ class SAC(OffPolicyAgent):
             polyak_update(self.q1, self.q1_target, c.tau)
             polyak_update(self.q2, self.q2_target, c.tau)
         return out
-
-
-register_quick_task(QuickTask("SAC", "gym/Pendulum-v1", 10_000,
-                              "-202 ± 61 (rl-baselines3-zoo benchmark, SAC Pendulum-v0, 20k steps)"))

@@ -4,7 +4,8 @@ resumes runs, and writes tables and plots.
 - :mod:`zoo.bench.suite`: suite definitions (``benchmarks/suites/*.yaml``) and the runs they expand to;
 - :mod:`zoo.bench.worker`: one run in its folder (train with checkpoints, evaluate, record the result);
 - :mod:`zoo.bench.executors` / :mod:`zoo.bench.runner`: where runs go (a local process pool or Ray);
-- :mod:`zoo.bench.report`: results tables and plots from run folders.
+- :mod:`zoo.bench.report`: results tables and plots from run folders;
+- :mod:`zoo.bench.tables`: plain tables for the benchmark scripts' own result files.
 """
 
-from zoo.bench.quick import results_markdown, run_quick, write_results  # noqa: F401
+from zoo.bench.tables import results_markdown, write_results  # noqa: F401

@@ -31,7 +31,6 @@ from zoo.agents.archer.losses import (actor_loss, awr_actor_loss, filtered_traje
                                       utterance_advantage)
 from zoo.agents.config import in_unit_interval, positive
 from zoo.agents.language import ActorTrainingSettings, LanguageAgent, LanguageAgentConfig
-from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.agents.renames import Rename, RenamedHyperparameters
 from zoo.buffers.utterances import UtteranceReplay, pack_turns, sample_turns, unpack_turns
 from zoo.envs.text.dialogues import Turn, dialogue_return, load_dialogues
@@ -421,16 +420,3 @@ class OfflineArCHer(LanguageAgent):
             self.num_timesteps += 1
             if not report(metrics):
                 return
-
-
-def _archer_warm_start(seed: int, scale: float) -> dict[str, Any]:
-    """ArCHer's behaviour-cloning warm start (300 steps for the tiny actor), shortened with the run."""
-    return {"sft_steps": max(10, int(300 * min(scale, 1.0)))}
-
-
-register_quick_task(QuickTask(
-    "ArCHer", "text/twenty-questions-subset", 8_000,
-    "four-word game: weak scripted player -7.3, optimum -1.5; paper's CPU check (8 words): -7.4 -> -5.3 "
-    "in 110 iterations",
-    eval_episodes=64, setup=_archer_warm_start,
-    env_kwargs=dict(num_envs=32, secrets=("dog", "banana", "truck", "chair"))))

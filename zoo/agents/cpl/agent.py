@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -23,7 +23,6 @@ from zoo.agents import register_agent
 from zoo.agents.config import positive
 from zoo.agents.cpl.family import CPLActor, PreferenceConfig, PreferenceLearner
 from zoo.agents.cpl.losses import bc_loss, labelled_pairwise_loss, ranked_batch_loss, segment_scores, sft_loss
-from zoo.agents.quick import QuickTask, register_quick_task
 from zoo.errors import ConfigError
 from zoo.nets import adam
 
@@ -181,22 +180,3 @@ class SFT(PreferenceLearner):
         loss.backward()
         self.optimizer.step()
         return {"bc_loss": loss.detach()}
-
-
-def _drawer_open_preferences(seed: int, scale: float) -> dict[str, Any]:
-    """CPL's quick dataset: 200 degraded-expert episodes on drawer-open-v3 (35.5% success), 4,000 dense pairs
-    (fewer when the run is scaled down)."""
-    from zoo.datasets.metaworld_prefs import make_preference_dataset
-
-    episodes, pairs = max(10, int(200 * min(scale, 1.0))), max(50, int(4000 * min(scale, 1.0)))
-    return {"data": make_preference_dataset("drawer-open-v3", episodes, pairs, regime="dense", seed=seed)}
-
-
-register_quick_task(QuickTask(
-    "CPL", "metaworld/drawer-open-v3", 6_000,
-    "83.6% success (CPL paper, drawer-open-v2, dense 2.5k, 500k steps); tests/test_cpl_metaworld.py requires "
-    "CPL >= 70% and 40 points above behaviour cloning on this data",
-    hyperparameters=dict(hidden=(128, 128), dropout=0.0, batch_size=32, learning_rate=1e-3, bc_steps=1_000,
-                         warmup_steps=600),
-    eval_episodes=25, metric="success_rate", setup=_drawer_open_preferences, curve="accuracy",
-    env_kwargs=dict(max_episode_steps=250)))
