@@ -284,7 +284,7 @@ def _train_and_record(spec: RunSpec, run_dir: Path, agent, resumed: bool, attemp
         agent.logger.close()
     result = {"key": spec.key, "final": final, "metric": spec.metric, "score": final[spec.metric],
               "steps": agent.num_timesteps, "unit": agent.budget_unit, "wall_s": round(train_s, 3),
-              "sps": (agent.num_timesteps - 0) / max(train_s, 1e-9), "attempts": attempt,
+              "sps": agent.num_timesteps / max(train_s, 1e-9), "attempts": attempt,
               "resumed_from": start_steps if resumed else None, "host": socket.gethostname(), "finished": _now(),
               "extra": extra}
     write_json_atomic(run_dir / RESULT, result)  # last: the run is finished
