@@ -26,7 +26,13 @@ batched steps / seconds):
    ``RolloutCollector`` is timed too, for reference. SPS counts collected
    env steps; the ratio is double-buffered / synchronous (process).
 
-Method (1, 2): all contestants of a task are built, reset and warmed up first; then
+4. **torch/minatar-*** (``--tasks minatar``, not in the default run): the five MinAtar games as batched
+   torch ops at ``--minatar-sizes`` envs (1 to 16384), on the CPU and with ``--cuda`` on CUDA, against
+   MinAtar's own envs in a gymnasium ``SyncVectorEnv`` and zoo's ``minatar/`` host suite; and
+   ``--tasks minatar-ppo``: PPO end to end on ``torch/minatar-breakout`` vs ``minatar/breakout`` at equal
+   steps. The code is in ``minatar_throughput.py``.
+
+Method (1, 2, 4): all contestants of a task are built, reset and warmed up first; then
 ``--repeats`` rounds time every contestant in turn (the order rotates each
 round), and the median SPS is reported with the min-max spread. Random
 actions are drawn in bulk before timing (one pool of action batches per
@@ -45,6 +51,7 @@ run (worker processes inherit them).
     python benchmarks/env_throughput.py                  # full run, ~5-8 min on 2 cores
     python benchmarks/env_throughput.py --steps 500 --markdown results.md
     python benchmarks/env_throughput.py --tasks collect    # collection only, ~1.5 min on 2 cores
+    python benchmarks/env_throughput.py --tasks minatar,minatar-ppo [--cuda]   # MinAtar, ~15 min on 2 cores
 """
 
 from __future__ import annotations
@@ -63,9 +70,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from collect_throughput import COLLECT_ENVS, _fmt_sps, collect_table, run_collect_task  # noqa: E402  (beside this script)
+from minatar_throughput import GAMES as MINATAR_GAMES  # noqa: E402
+from minatar_throughput import SIZES as MINATAR_SIZES  # noqa: E402
+from minatar_throughput import minatar_table, ppo_table, run_minatar, run_ppo  # noqa: E402
 
 HOST_TASKS = ("cartpole", "nethack", "dmc", "metaworld")
-ALL_TASKS = HOST_TASKS + ("torch", "collect")
+ALL_TASKS = HOST_TASKS + ("torch", "collect", "minatar", "minatar-ppo")
+DEFAULT_TASKS = HOST_TASKS + ("torch", "collect")  # the MinAtar tasks run when asked for (--tasks minatar,...)
 COLLECT_TASKS = ("nethack", "dmc")  # rollout collection with a policy: these host tasks, COLLECT_ENVS envs each
 TORCH_SIZES = (1, 64, 1024, 4096)
 # A gymnasium SyncVectorEnv of this many CartPoles or more gets proportionally fewer steps under --steps.
@@ -84,8 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per contestant (default 0.5; 0.05 quick)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per contestant (default 3; 1 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch / OpenMP / BLAS threads (default 1)")
-    p.add_argument("--tasks", default=",".join(ALL_TASKS),
-                   help=f"comma-separated subset of {','.join(ALL_TASKS)} (default: all)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                   help=f"comma-separated subset of {','.join(ALL_TASKS)} (default: {','.join(DEFAULT_TASKS)})")
     p.add_argument("--sizes", default=",".join(map(str, TORCH_SIZES)),
                    help="num_envs for the torch/cartpole benchmark (default 1,64,1024,4096)")
     p.add_argument("--no-cuda", action="store_true", help="skip the CUDA run of torch/cartpole")
@@ -96,8 +107,20 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default 1.0; 0.2 with --quick)")
     p.add_argument("--policy-hidden", default="64,1024",
                    help="hidden widths of the MLP policies of the collection benchmark (default 64,1024)")
+    p.add_argument("--games", default=",".join(MINATAR_GAMES), help="MinAtar games of --tasks minatar (default: all)")
+    p.add_argument("--minatar-sizes", default=",".join(map(str, MINATAR_SIZES)),
+                   help="num_envs for --tasks minatar (default 1,64,1024,4096,16384)")
+    p.add_argument("--peer-max-envs", type=int, default=max(MINATAR_SIZES),
+                   help="time MinAtar's SyncVectorEnv and zoo's minatar/ suite up to this many envs (default: all)")
+    p.add_argument("--cuda", action="store_true", help="also time torch/minatar-* on CUDA (fails without a GPU)")
+    p.add_argument("--ppo-steps", type=int, default=500_000, help="env steps per PPO run of --tasks minatar-ppo")
+    p.add_argument("--ppo-seed", type=int, default=0, help="seed of the PPO runs of --tasks minatar-ppo")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown to PATH")
     args = p.parse_args(argv)
+    args.games = [g.strip() for g in args.games.split(",") if g.strip()]
+    if any(g not in MINATAR_GAMES for g in args.games):
+        p.error(f"--games: choose from {', '.join(MINATAR_GAMES)}")
+    args.minatar_sizes = [int(s) for s in args.minatar_sizes.split(",") if s.strip()]
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for t in args.tasks:
         if t not in ALL_TASKS:
@@ -111,6 +134,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     quick = args.quick
     args.host_seconds = args.seconds if args.seconds is not None else (0.1 if quick else 2.0)
     args.torch_seconds = args.seconds if args.seconds is not None else (0.1 if quick else 1.5)
+    args.minatar_seconds = args.seconds if args.seconds is not None else (0.1 if quick else 1.0)
+    if quick:
+        args.ppo_steps = min(args.ppo_steps, 16_384)
     args.warmup = args.warmup if args.warmup is not None else (0.05 if quick else 0.5)
     args.repeats = args.repeats if args.repeats is not None else (1 if quick else 3)
     args.collect_seconds = args.collect_seconds if args.collect_seconds is not None else (0.2 if quick else 1.0)
@@ -587,6 +613,20 @@ def main(argv=None) -> int:
             for n in notes:
                 log("  " + n)
             md += [f"## {title}", "", md_table(headers, crows), ""] + [f"- {n}" for n in notes] + [""]
+
+    if "minatar" in args.tasks:
+        rows = run_minatar(args, log, Contestant, run_contestants)
+        headers, mrows, notes = minatar_table(rows)
+        log("\ntorch/minatar-* vs MinAtar's Python envs\n" + text_table(headers, mrows))
+        md += ["## torch/minatar-* vs MinAtar's Python envs", "", md_table(headers, mrows), ""]
+        md += [f"- {n}" for n in notes] + [""]
+
+    if "minatar-ppo" in args.tasks:
+        log(f"\n== PPO end to end, {args.ppo_steps} steps each ==")
+        headers, prows, notes = ppo_table(run_ppo(args, log))
+        log(text_table(headers, prows))
+        md += [f"## PPO on torch/minatar-breakout vs minatar/breakout ({args.ppo_steps:,} steps, seed "
+               f"{args.ppo_seed})", "", md_table(headers, prows), ""] + [f"- {n}" for n in notes] + [""]
 
     if summaries:
         log("\nSummary: interface overhead (zoo-best vs fastest peer; target: zoo costs <= 10% more per step)")

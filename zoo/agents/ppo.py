@@ -44,7 +44,12 @@ class PPOConfig(OnPolicyConfig):
         # CleanRL ppo_continuous_action.py (MuJoCo / dm-control)
         "dmc/*": dict(num_envs=1, num_steps=2048, learning_rate=3e-4, num_minibatches=32, update_epochs=10,
                       ent_coef=0.0, normalize_obs=True, normalize_reward=True),
-        # the TA-LPO paper's MinAtar PPO base
+        # the TA-LPO paper's MinAtar PPO base with its per-game learning rates (it gives none for Seaquest: the
+        # minatar/* rate below) on the batched torch MinAtar games
+        **{f"torch/minatar-{game}": dict(num_envs=64, num_steps=128, num_minibatches=8, update_epochs=4,
+                                         activation="relu", learning_rate=lr)
+           for game, lr in (("breakout", 1e-2), ("asterix", 3e-3), ("freeway", 1e-3), ("space_invaders", 7e-3),
+                            ("seaquest", 5e-3))},
         "minatar/*": dict(num_envs=64, num_steps=128, num_minibatches=8, update_epochs=4, activation="relu",
                           learning_rate=5e-3),
     }

@@ -308,16 +308,21 @@ register_suite(Suite(
 # ---------------------------------------------------------------- torch-native
 
 
-def _make_torch(task: str, num_envs: int, device, seed: int | None = None, **kwargs):
+def _torch_builders() -> dict:
     from zoo.envs.torch_envs import CartPoleTorch
+    from zoo.envs.torch_grid import TORCH_GRIDS
+    from zoo.envs.torch_minatar import TORCH_MINATAR
 
-    builders = {"cartpole": CartPoleTorch}
-    return builders[task](num_envs=num_envs, device=device, seed=seed, **kwargs)
+    return {"cartpole": CartPoleTorch, **TORCH_MINATAR, **TORCH_GRIDS}
+
+
+def _make_torch(task: str, num_envs: int, device, seed: int | None = None, **kwargs):
+    return _torch_builders()[task](num_envs=num_envs, device=device, seed=seed, **kwargs)
 
 
 register_suite(Suite(
     name="torch", description="environments stepped as batched torch ops on the env's device (torch/<task>)",
-    requires=("torch",), tasks=lambda: ["cartpole"], make_vec=_make_torch,
+    requires=("torch",), tasks=lambda: list(_torch_builders()), make_vec=_make_torch,
 ))
 
 # ---------------------------------------------------------------- text games
