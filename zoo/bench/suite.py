@@ -272,7 +272,7 @@ def _positive_int(where: str, name: str, value: Any) -> None:
         raise SuiteError(f"{where}: {name} must be a positive integer, got {value!r}")
 
 
-def _check_settings(where: str, settings: Mapping[str, Any], agents: set[str] | None) -> None:
+def _check_settings(where: str, settings: Mapping[str, Any]) -> None:
     for name in ("eval_episodes", "eval_every", "checkpoint_every"):
         if settings.get(name) is not None:
             _positive_int(where, name, settings[name])
@@ -323,13 +323,13 @@ def parse_suite(raw: Mapping[str, Any], path: Path | None = None, check_agents: 
         if not isinstance(tier, Mapping) or "seeds" not in tier:
             raise SuiteError(f"{where} tiers.{name}: needs `seeds: [...]`")
         _unknown(f"{where} tiers.{name}", tier, _TIER_KEYS)
-        _check_settings(f"{where} tiers.{name}", tier, None)
+        _check_settings(f"{where} tiers.{name}", tier)
         for scale_key in ("budget_scale", "eval_every_scale"):
             if scale_key in tier and not (isinstance(tier[scale_key], (int, float)) and tier[scale_key] > 0):
                 raise SuiteError(f"{where} tiers.{name}: {scale_key} must be a positive number")
     defaults = dict(raw.get("defaults") or {})
     _unknown(f"{where} defaults", defaults, _OVERRIDABLE)
-    _check_settings(f"{where} defaults", defaults, None)
+    _check_settings(f"{where} defaults", defaults)
     registered = None
     if check_agents:
         from zoo.agents import list_agents
@@ -346,7 +346,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path | None = None, check_agents: 
         entry = dict(entry)
         if registered is not None and entry["agent"] not in registered:
             raise SuiteError(f"{at}: no agent {entry['agent']!r}; agents: {', '.join(sorted(registered))}")
-        _check_settings(at, entry, registered)
+        _check_settings(at, entry)
         tasks = entry["tasks"] if isinstance(entry["tasks"], list) else [entry["tasks"]]
         entry["tasks"] = []
         for t in tasks:
@@ -354,13 +354,13 @@ def parse_suite(raw: Mapping[str, Any], path: Path | None = None, check_agents: 
             if task is None or not isinstance(task.get("id"), str) or "/" not in task["id"]:
                 raise SuiteError(f"{at}: a task is an env id 'suite/task' or {{id: ..., env_kwargs: ...}}, got {t!r}")
             _unknown(f"{at} task {task['id']}", task, _TASK_KEYS)
-            _check_settings(f"{at} task {task['id']}", task, None)
+            _check_settings(f"{at} task {task['id']}", task)
             entry["tasks"].append(task)
         per_tier = entry.get("tiers") or {}
         _unknown(f"{at} tiers", per_tier, set(TIERS))
         for name, override in per_tier.items():
             _unknown(f"{at} tiers.{name}", override or {}, _OVERRIDABLE)
-            _check_settings(f"{at} tiers.{name}", override or {}, None)
+            _check_settings(f"{at} tiers.{name}", override or {})
         if registered is not None:
             _check_hyperparameters(at, entry)
         entries.append(entry)
