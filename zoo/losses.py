@@ -13,7 +13,8 @@ import math
 import torch
 
 __all__ = ["awr_weights", "expectile_loss", "tanh_gaussian_log_prob", "ppo_clip_loss", "value_loss",
-           "normalize_advantages"]
+           "normalize_advantages", "clamped_ratio", "appo_policy_loss", "appo_value_loss",
+           "normalize_advantages_floored"]
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -76,3 +77,38 @@ def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Te
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-minibatch advantage normalisation (zero mean, unit std)."""
     return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+def clamped_ratio(log_ratio: torch.Tensor, ratio_min: float = 0.05, ratio_max: float = 20.0) -> torch.Tensor:
+    """The importance ratio ``pi / mu = exp(log_ratio)`` clamped to ``[ratio_min, ratio_max]``, as APPO's
+    learner does before anything else uses it (sample-factory's APPO, Petrenko et al., 2020: extreme ratios are
+    treated as noise); the clamped ratio feeds both the surrogate and V-trace's ``rho`` / ``c`` (Espeholt et
+    al., 2018, eq. 1)."""
+    return log_ratio.exp().clamp(ratio_min, ratio_max)
+
+
+def appo_policy_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_ratio: float = 0.1) -> torch.Tensor:
+    """APPO's negated clipped surrogate, Schulman et al. (2017) eq. 7 with sample-factory's asymmetric range:
+    ``-mean(min(r A, clip(r, 1 / (1 + eps), 1 + eps) A))``, ``eps = clip_ratio`` (the lower bound stays positive
+    for any ``eps``, unlike ``1 - eps``). ``ratio`` is the already clamped ratio (:func:`clamped_ratio`)."""
+    high = 1.0 + clip_ratio
+    low = 1.0 / high
+    return -torch.min(ratio * advantages, ratio.clamp(low, high) * advantages).mean()
+
+
+def appo_value_loss(values: torch.Tensor, targets: torch.Tensor, old_values: torch.Tensor,
+                    clip_value: float | None = 1.0) -> torch.Tensor:
+    """sample-factory's clipped value loss: ``mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2))``
+    with V-trace targets ``R = v_s`` (Espeholt et al., 2018, eq. 1) and ``c = clip_value`` (None: the plain
+    ``mean((V - R)^2)``). Unlike :func:`value_loss` there is no factor 1/2: the value coefficient scales it."""
+    unclipped = (values - targets).square()
+    if clip_value is None:
+        return unclipped.mean()
+    clipped = (old_values + (values - old_values).clamp(-clip_value, clip_value) - targets).square()
+    return torch.max(unclipped, clipped).mean()
+
+
+def normalize_advantages_floored(advantages: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
+    """Advantages standardised over the minibatch with a floor on the std: ``(A - mean A) / max(std A, min_std)``
+    (sample-factory's APPO, so that a batch of near-equal advantages is not blown up; unbiased std)."""
+    return (advantages - advantages.mean()) / advantages.std().clamp_min(min_std)
