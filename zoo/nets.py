@@ -13,6 +13,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from zoo.errors import ConfigError
 from zoo.losses import tanh_gaussian_log_prob
 
 if TYPE_CHECKING:
@@ -113,6 +114,51 @@ class DictEncoder(nn.Module):
         return torch.cat([enc(obs[k]) for k, enc in self.encoders.items()], dim=1)
 
 
+NETHACK_KEYS = frozenset({"crop", "blstats", "message"})
+
+
+class NetHackEncoder(nn.Module):
+    """ONI's NetHack encoder (facebookresearch/oni ``NLEMainEncoder`` over sample-factory's ``convnet_simple``) for
+    the ``observation="oni"`` dict of :mod:`zoo.envs.nethack`: features ``[crop, MLP(blstats), blstats,
+    MLP(message / 255)]``.
+
+    crop (uint8 ``(3, H, W)``, fed unscaled as the reference's ``obs_scale=1``): conv 32 k8 s4, 64 k4 s2, 128 k3 s2,
+    ELU after each, flatten, FC 512, ELU. blstats (already scaled): FC 128, ELU, FC 128, ELU, and the raw vector.
+    message bytes / 255: FC 128, ELU, FC 128, ELU. ``out_dim`` is 512 + 128 + len(blstats) + 128 (795 for nle's
+    27 blstats). Linear and conv weights are orthogonal with gain 1 and zero biases (sample-factory's
+    ``policy_initialization=orthogonal``).
+    """
+
+    def __init__(self, space: spaces.Dict, hidden: int = 512, crop_scale: float = 1.0):
+        super().__init__()
+        if not isinstance(space, spaces.Dict) or set(space.spaces) != NETHACK_KEYS:
+            raise ConfigError(f"NetHackEncoder needs a Dict space with keys {sorted(NETHACK_KEYS)} (make the env "
+                              f"with observation='oni'), got {space}")
+        crop, blstats, message = space["crop"].shape, space["blstats"].shape, space["message"].shape
+        if len(crop) != 3 or crop[0] != 3 or len(blstats) != 1 or len(message) != 1:
+            raise ConfigError(f"NetHackEncoder needs crop (3, H, W), blstats (n,) and message (m,); got crop {crop}, "
+                              f"blstats {blstats}, message {message}")
+        self.crop_scale = float(crop_scale)
+        self.conv = nn.Sequential(nn.Conv2d(3, 32, 8, stride=4), nn.ELU(), nn.Conv2d(32, 64, 4, stride=2), nn.ELU(),
+                                  nn.Conv2d(64, 128, 3, stride=2), nn.ELU(), nn.Flatten())
+        with torch.no_grad():
+            conv_out = int(self.conv(torch.zeros(1, *crop)).shape[1])
+        self.crop_fc = nn.Sequential(nn.Linear(conv_out, hidden), nn.ELU())
+        self.blstats_mlp = nn.Sequential(nn.Linear(blstats[0], 128), nn.ELU(), nn.Linear(128, 128), nn.ELU())
+        self.message_mlp = nn.Sequential(nn.Linear(message[0], 128), nn.ELU(), nn.Linear(128, 128), nn.ELU())
+        self.out_dim = hidden + 128 + blstats[0] + 128
+        for layer in self.modules():
+            orthogonal_init(layer, gain=1.0)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        crop = obs["crop"].float()
+        if self.crop_scale != 1.0:
+            crop = crop * self.crop_scale
+        blstats = obs["blstats"].float()
+        return torch.cat([self.crop_fc(self.conv(crop)), self.blstats_mlp(blstats), blstats,
+                          self.message_mlp(obs["message"].float() / 255.0)], dim=1)
+
+
 def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
@@ -120,7 +166,7 @@ def is_image_space(space: gym.Space) -> bool:
 def make_encoder(space: gym.Space) -> nn.Module:
     """The default encoder for an observation space; its ``out_dim`` is the feature size."""
     if isinstance(space, spaces.Dict):
-        return DictEncoder(space)
+        return NetHackEncoder(space) if set(space.spaces) == NETHACK_KEYS else DictEncoder(space)
     if isinstance(space, spaces.Discrete):
         return OneHotEncoder(space)
     if is_image_space(space):

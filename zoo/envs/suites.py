@@ -18,7 +18,7 @@ from zoo.envs.registry import Suite, register_suite
 
 # ---------------------------------------------------------------- gymnasium
 # Ids that other suites register into gymnasium's registry are served by those suites.
-_OTHER_SUITE_PREFIXES = ("Meta-World/", "NetHack", "MinAtar/")
+_OTHER_SUITE_PREFIXES = ("Meta-World/", "NetHack", "MiniHack-", "MinAtar/")
 
 
 _MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
@@ -200,60 +200,9 @@ register_suite(Suite(
     info_keys=("success",), default_vectorization="process",
 ))
 
-# ---------------------------------------------------------------- NetHack (NLE)
-NETHACK_TASKS = {
-    "score": "NetHackScore-v0",
-    "staircase": "NetHackStaircase-v0",
-    "staircase-pet": "NetHackStaircasePet-v0",
-    "oracle": "NetHackOracle-v0",
-    "gold": "NetHackGold-v0",
-    "eat": "NetHackEat-v0",
-    "scout": "NetHackScout-v0",
-    "challenge": "NetHackChallenge-v0",
-}
-#: NLE's observations minus the bulky ``screen_descriptions`` and inventory strings;
-#: pass ``observation_keys=`` for others.
-NETHACK_DEFAULT_KEYS = ("glyphs", "chars", "colors", "specials", "blstats", "message",
-                        "tty_chars", "tty_colors", "tty_cursor")
-
-
-class NetHackSeeding(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Make NLE reproducible from gymnasium seeds.
-
-    NLE ignores ``reset(seed=...)`` for the game itself and reseeds NetHack
-    with true randomness. Here an explicit seed starts a generator that sets
-    NetHack's core and disp RNGs (with anti-TAS reseeding off) at that reset
-    and at every later one, so a seeded run replays exactly. Without any seed,
-    NLE's own randomness is left alone.
-    """
-
-    def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.Wrapper.__init__(self, env)
-        self._rng: np.random.Generator | None = None
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        if self._rng is not None:
-            core, disp = (int(x) for x in self._rng.integers(0, 2**62, size=2))
-            self.env.unwrapped.seed(core, disp, reseed=False)
-        # nle 1.3.0 crashes on an empty options dict (it expects 'wizkit_items')
-        return self.env.reset(seed=seed, options=options or None)
-
-
-def _make_nethack(task: str, seed: int | None = None, **kwargs) -> gym.Env:
-    import nle  # noqa: F401  (registers the NetHack ids)
-
-    kwargs.setdefault("observation_keys", NETHACK_DEFAULT_KEYS)
-    return NetHackSeeding(gym.make(NETHACK_TASKS[task], **kwargs))
-
-
-register_suite(Suite(
-    name="nethack", description="NetHack Learning Environment tasks, dict observations (nethack/<task>)",
-    requires=("nle",), extra="nethack", tasks=lambda: list(NETHACK_TASKS), make_single=_make_nethack,
-    default_vectorization="process",
-))
+# ---------------------------------------------------------------- NetHack (NLE) and MiniHack
+# zoo.envs.nethack registers the nethack/ and minihack/ suites; its names stay importable from here.
+from zoo.envs.nethack import NETHACK_DEFAULT_KEYS, NETHACK_TASKS, NetHackSeeding  # noqa: F401
 
 # ---------------------------------------------------------------- MinAtar
 MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
