@@ -4,7 +4,8 @@ API, the project's own ``zoo serve-judge``), on the ``openai`` package's async c
 * a wall-clock limit per try (``timeout_s``: the whole reply, not one socket read, so a server that drips one
   byte a second times out too) and optionally per request, retries and back-off included (``deadline_s``);
 * a batch of requests in flight together (``concurrency`` at most), all-or-nothing: one request that fails
-  for good fails the batch (the others are cancelled) and no partial result is returned;
+  for good fails the batch (the others are cancelled) and no partial result is returned; or, with the
+  ``*_settled`` methods, each request's own outcome (its text or its error) and latency;
 * retries with exponential back-off only for what may pass on its own: connection errors, timeouts,
   HTTP 408 / 429 / 5xx (``Retry-After`` honoured up to ``max_backoff_s``); never 400 / 401 / 403 / 404;
 * one :class:`zoo.errors.LLMError` subclass per cause, naming the endpoint, the cause and the fix;
@@ -72,6 +73,20 @@ class LLMStats:
                f"{prefix}latency_max_s": self.latency_max_s}
         out.update({f"{prefix}errors/{cause}": float(n) for cause, n in sorted(self.errors.items())})
         return out
+
+
+@dataclass
+class Settled:
+    """One request's outcome in a settled batch: its reply's ``text``, or the :class:`LLMError` that failed it
+    for good, and ``latency_s`` from the batch's start to the request's end (retries and queueing included)."""
+
+    text: str | None
+    error: LLMError | None
+    latency_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class _LoopThread:
@@ -221,6 +236,16 @@ class LLMClient:
         bodies = [{"model": self.model, "prompt": p, **params} for p in prompts]
         return self._run_batch("/completions", bodies)
 
+    def chat_batch_settled(self, conversations: Sequence[Messages], **params: Any) -> list[Settled]:
+        """The outcome of each conversation on its own (one failure does not cancel the others)."""
+        bodies = [{"model": self.model, "messages": list(m), **params} for m in conversations]
+        return self._run_settled("/chat/completions", bodies)
+
+    def complete_batch_settled(self, prompts: Sequence[str], **params: Any) -> list[Settled]:
+        """The outcome of each prompt's completion on its own (one failure does not cancel the others)."""
+        bodies = [{"model": self.model, "prompt": p, **params} for p in prompts]
+        return self._run_settled("/completions", bodies)
+
     def count_invalid(self, n: int = 1) -> None:
         """Counts replies that a caller could not parse (they are in :attr:`stats` and :meth:`metrics`)."""
         with self._lock:
@@ -251,6 +276,31 @@ class LLMClient:
         try:
             return list(await asyncio.gather(*tasks))
         finally:  # a failed request fails the batch: stop the others
+            pending = [t for t in tasks if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    def _run_settled(self, path: str, bodies: list[dict]) -> list[Settled]:
+        if not bodies:
+            return []
+        return self._loop().run(self._settled(path, bodies))
+
+    async def _settled(self, path: str, bodies: list[dict]) -> list[Settled]:
+        semaphore, start = asyncio.Semaphore(self.concurrency), time.monotonic()
+
+        async def one(body: dict) -> Settled:
+            try:
+                text = await self._request(path, body, semaphore)
+            except LLMError as exc:
+                return Settled(None, exc, time.monotonic() - start)
+            return Settled(text, None, time.monotonic() - start)
+
+        tasks = [asyncio.ensure_future(one(body)) for body in bodies]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:  # only on cancellation or a bug: stop the others
             pending = [t for t in tasks if not t.done()]
             for t in pending:
                 t.cancel()

@@ -1,17 +1,25 @@
 """``zoo serve-judge``: the project's own OpenAI-compatible server on 127.0.0.1 (standard library only).
 
-It answers ``POST /v1/chat/completions`` and ``POST /v1/completions`` with the text games' rule oracle: the
-prompt must hold the secret as ``hidden answer is '<secret>'`` and the question as a last line
-``Question: <question>`` (the format :class:`~zoo.envs.text.HTTPOracle` sends); any other prompt is an
-HTTP 400. ``GET /v1/models`` lists the one model, ``GET /health`` says it is up.
+It answers ``POST /v1/chat/completions`` and ``POST /v1/completions`` with a judge:
+
+* the text games' rule oracle: the prompt must hold the secret as ``hidden answer is '<secret>'`` and the
+  question as a last line ``Question: <question>`` (the format :class:`~zoo.envs.text.HTTPOracle` sends);
+* the NetHack judge (``--game nethack``): ONI's classification and ranking prompts
+  (:mod:`zoo.llm.nethack_prompts`) answered by the keyword judge (:mod:`zoo.llm.nethack_keywords`), a few
+  sentences of reasoning and then the ``Answer: ...`` line the annotators parse;
+* ``--game auto`` (the default): whichever of the two the prompt is for;
+* ``--model DIR``: a local ``transformers`` causal LM answering every prompt (one line for the games'
+  questions, up to ``--max-new-tokens`` tokens for NetHack prompts).
+
+Any other prompt is an HTTP 400. ``GET /v1/models`` lists the one model, ``GET /health`` says it is up.
 
 Fault switches, to test clients against a misbehaving server: ``normal``; ``500`` (an internal server error);
 ``429`` (rate limited); ``401`` (credentials refused); ``garbage`` (HTTP 200 with a body that is not JSON);
-``invalid`` (a well-formed reply whose text is ``Not sure.``); ``slow`` (the reply dripped one byte every
-``drip_s`` seconds); ``hang`` (the request is read and never answered). Chosen at start (``--fault``, and
-``--fault-count N`` for only the next N requests) and changed at run time with ``POST /fault`` and a JSON body
-``{"fault": "500", "count": 2}`` (optionally ``"drip_s"``; ``GET /fault`` reads it). ``--api-key`` makes the
-server require that key.
+``invalid`` (a well-formed reply whose text is ``Not sure.``); ``echo`` (a well-formed reply that repeats the
+prompt, as a base model may); ``slow`` (the reply dripped one byte every ``drip_s`` seconds); ``hang`` (the
+request is read and never answered). Chosen at start (``--fault``, and ``--fault-count N`` for only the next
+N requests) and changed at run time with ``POST /fault`` and a JSON body ``{"fault": "500", "count": 2}``
+(optionally ``"drip_s"``; ``GET /fault`` reads it). ``--api-key`` makes the server require that key.
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("normal", "500", "429", "401", "garbage", "invalid", "slow", "hang")
-GAME_CHOICES = ("auto", "twenty-questions", "twenty-questions-subset", "guess-my-city")
+FAULTS = ("normal", "500", "429", "401", "garbage", "invalid", "echo", "slow", "hang")
+GAME_CHOICES = ("auto", "twenty-questions", "twenty-questions-subset", "guess-my-city", "nethack")
 
 _SECRET = re.compile(r"hidden (?:answer|word|city|secret) is ['\"]([^'\"]+)['\"]", re.IGNORECASE)
 _QUESTION = re.compile(r"(?:^|\n)\s*Question:[ \t]*([^\n]*)\s*$", re.IGNORECASE)
@@ -39,8 +47,8 @@ class RuleJudge:
     def __init__(self, game: str = "auto"):
         from zoo.envs.text.games import GAMES
 
-        if game not in GAME_CHOICES:
-            raise ValueError(f"unknown game {game!r}; one of {', '.join(GAME_CHOICES)}")
+        if game not in GAME_CHOICES or game == "nethack":
+            raise ValueError(f"unknown text game {game!r}; one of {', '.join(GAME_CHOICES[:-1])}")
         names = ("twenty-questions-subset", "twenty-questions", "guess-my-city") if game == "auto" else (game,)
         self.rules = [GAMES[name]().rules for name in names]
 
@@ -55,34 +63,74 @@ class RuleJudge:
         raise ValueError(f"no game served here knows the secret {secret.group(1)!r}")
 
 
+class NetHackJudge:
+    """Answers ONI's NetHack prompts with the keyword judge (the same rules as ``KeywordAnnotator``): a few
+    sentences of reasoning, then the ``Answer: ...`` line."""
+
+    def __init__(self):
+        from zoo.llm import nethack_keywords, nethack_prompts
+
+        self.prompts, self.keywords = nethack_prompts, nethack_keywords
+
+    def handles(self, prompt: str) -> bool:
+        return self.prompts.looks_like_request(prompt)
+
+    def answer(self, prompt: str) -> str:
+        request = self.prompts.parse_request(prompt)  # ValueError: an HTTP 400
+        judge = self.keywords.judge_message
+        if request.kind == "classify":
+            verdict = judge(request.messages[0], request.task)
+            return self.prompts.format_classification_reply(verdict.explanation(), verdict.label)
+        first, second = (judge(m, request.task) for m in request.messages)
+        p = self.keywords.keyword_preference(*request.messages, request.task)
+        outcome = {1.0: "The first shows more progress.", 0.0: "The second shows more progress.",
+                   0.5: "Neither shows more progress than the other."}[p]
+        return self.prompts.format_ranking_reply(
+            f"First: {first.explanation()} Second: {second.explanation()} {outcome}", p)
+
+
+class AutoJudge:
+    """The NetHack judge for ONI's prompts, the text games' rule oracle for the others."""
+
+    def __init__(self):
+        self.nethack, self.rules = NetHackJudge(), RuleJudge("auto")
+
+    def answer(self, prompt: str) -> str:
+        return (self.nethack if self.nethack.handles(prompt) else self.rules).answer(prompt)
+
+
 class ModelJudge:
     """Answers a prompt with a local ``transformers`` causal LM (a directory, never a hub id: nothing is
-    downloaded): greedy decoding of up to ``max_new_tokens`` tokens, cut at the first newline. Its replies are
-    whatever the model says; the client parses them strictly (unparseable replies count as invalid)."""
+    downloaded): greedy decoding of up to ``max_new_tokens`` tokens, cut at the first newline (a text game's
+    one-line answer); ONI's NetHack prompts get up to ``nethack_max_new_tokens`` tokens, uncut (their answer
+    line comes last). Its replies are whatever the model says; the clients parse them strictly."""
 
-    def __init__(self, directory: str, max_new_tokens: int = 8):
+    def __init__(self, directory: str, max_new_tokens: int = 8, nethack_max_new_tokens: int = 64):
         import threading
         from pathlib import Path
 
         from zoo.errors import ConfigError
         from zoo.llm.models import load_actor, load_tokenizer
+        from zoo.llm.nethack_prompts import looks_like_request
 
         if not Path(directory).expanduser().is_dir():
             raise ConfigError(f"--model must be a local model directory (nothing is downloaded), got {directory!r}")
         self.tokenizer = load_tokenizer(str(Path(directory).expanduser()))
         self.model = load_actor(str(Path(directory).expanduser()), self.tokenizer).eval()
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.nethack_max_new_tokens = max_new_tokens, nethack_max_new_tokens
+        self.is_nethack = looks_like_request
         self._lock = threading.Lock()  # one generation at a time (the server answers on threads)
 
     def answer(self, prompt: str) -> str:
         import torch
 
+        nethack = self.is_nethack(prompt)
         with self._lock, torch.no_grad():
             batch = self.tokenizer([prompt], return_tensors="pt")
-            out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+            out = self.model.generate(**batch, do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
+                                      max_new_tokens=self.nethack_max_new_tokens if nethack else self.max_new_tokens)
         text = self.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        return text.strip().split("\n", 1)[0]
+        return text.strip() if nethack else text.strip().split("\n", 1)[0]
 
 
 class FaultSwitch:
@@ -119,7 +167,7 @@ class JudgeServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], judge: RuleJudge | ModelJudge, faults: FaultSwitch, model: str = "judge",
+    def __init__(self, address: tuple[str, int], judge, faults: FaultSwitch, model: str = "judge",
                  api_key: str | None = None, drip_s: float = 0.5):
         self.judge, self.faults, self.model, self.api_key, self.drip_s = judge, faults, model, api_key, drip_s
         self.stopping = threading.Event()
@@ -224,7 +272,10 @@ class _Handler(BaseHTTPRequestHandler):
                 prompt = prompt[0] if isinstance(prompt, list) and len(prompt) == 1 else prompt
                 if not isinstance(prompt, str):
                     raise TypeError("send one prompt (a string) per request")
-            text = "Not sure." if fault == "invalid" else self.server.judge.answer(prompt)
+            if fault in ("invalid", "echo"):
+                text = "Not sure." if fault == "invalid" else prompt
+            else:
+                text = self.server.judge.answer(prompt)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             return self._error(400, f"bad request: {exc}", "invalid_request_error")
         created, model = int(time.time()), body.get("model", self.server.model)
@@ -252,26 +303,40 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+def make_judge(game: str = "auto", model_dir: str | None = None, max_new_tokens: int | None = None):
+    """The judge for ``game`` (a text game's rule oracle, ``nethack``, or ``auto``: both), or the local model in
+    ``model_dir``."""
+    if model_dir:
+        return ModelJudge(model_dir) if max_new_tokens is None else ModelJudge(model_dir, max_new_tokens,
+                                                                                 max_new_tokens)
+    if game == "nethack":
+        return NetHackJudge()
+    return AutoJudge() if game == "auto" else RuleJudge(game)
+
+
 def make_server(host: str = "127.0.0.1", port: int = 0, game: str = "auto", fault: str = "normal",
                 fault_count: int | None = None, model: str = "judge", api_key: str | None = None,
-                drip_s: float = 0.5, model_dir: str | None = None) -> JudgeServer:
+                drip_s: float = 0.5, model_dir: str | None = None, max_new_tokens: int | None = None) -> JudgeServer:
     """A judge server bound to ``host:port`` (``port=0``: a free port; see ``server.url``), not yet serving
-    (call ``serve_forever()``, e.g. on a thread); answered by the rule oracle of ``game``, or by the local model
-    in ``model_dir``."""
-    judge = ModelJudge(model_dir) if model_dir else RuleJudge(game)
+    (call ``serve_forever()``, e.g. on a thread); answered by the judge of ``game`` (see :func:`make_judge`), or
+    by the local model in ``model_dir``."""
+    judge = make_judge(game, model_dir, max_new_tokens)
     return JudgeServer((host, port), judge, FaultSwitch(fault, fault_count), model, api_key, drip_s)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free one, printed at start)")
-    p.add_argument("--game", choices=GAME_CHOICES, default="auto", help="whose rule oracle answers")
+    p.add_argument("--game", choices=GAME_CHOICES, default="auto", help="who answers: a text game's rule oracle, "
+                   "nethack (ONI's keyword judge) or auto (whichever the prompt is for)")
     p.add_argument("--fault", choices=FAULTS, default="normal", help="misbehave from the start (see POST /fault)")
     p.add_argument("--fault-count", type=int, default=None, help="with --fault: only for the next N requests")
     p.add_argument("--drip-s", type=float, default=0.5, help="seconds between bytes under the 'slow' fault")
     p.add_argument("--model-name", default="judge", help="the model id it reports")
     p.add_argument("--model", default=None, metavar="DIR", help="answer with this local transformers causal LM "
                    "(a directory, e.g. from a language agent's save_pretrained) instead of the rule oracle")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="with --model: tokens a reply (default 8 for "
+                   "the games' questions, 64 for NetHack prompts)")
     p.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
     return p
 
@@ -285,8 +350,11 @@ def serve(args: argparse.Namespace, out=None) -> int:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     if not args.drip_s > 0 or (args.fault_count is not None and args.fault_count < 1):
         raise ConfigError(f"--drip-s must be > 0 and --fault-count >= 1, got {args.drip_s}, {args.fault_count}")
+    max_new_tokens = getattr(args, "max_new_tokens", None)
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     server = make_server(args.host, args.port, args.game, args.fault, args.fault_count, args.model_name,
-                         args.api_key, args.drip_s, model_dir=args.model)
+                         args.api_key, args.drip_s, model_dir=args.model, max_new_tokens=max_new_tokens)
     who = f"model {args.model}" if args.model else f"game {args.game}"
     print(f"zoo serve-judge: listening on {server.url} ({who}, fault {args.fault}; "
           "POST /fault to change it)", file=out, flush=True)
