@@ -135,6 +135,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         write_json_atomic(out / "eval.json", result)
     finally:
         agent.logger.close()
+        agent.close()
     console.print(f"saved {path}; evaluation over {args.eval_episodes} episodes: {_fmt(result)}", highlight=False)
     return 0
 

@@ -41,13 +41,15 @@ __all__ = ["register_agent", "list_agents", "get_agent"]
 
 # The agents register themselves on import (kept last: they import register_agent from here).
 from zoo.agents.base import Agent, load_agent  # noqa: E402
+from zoo.agents.appo import APPO  # noqa: E402
 from zoo.agents.archer.agent import CHAI, ArCHer, FilteredBC, OfflineArCHer  # noqa: E402
 from zoo.agents.archer.token_ppo import TokenPPO  # noqa: E402
 from zoo.agents.cpl.agent import CPL, SFT  # noqa: E402
 from zoo.agents.cpl.piql import PIQL  # noqa: E402
 from zoo.agents.dqn import DQN  # noqa: E402
 from zoo.agents.gbrl import GBRL  # noqa: E402
+from zoo.agents.oni import ONI  # noqa: E402
 from zoo.agents.ppo import PPO  # noqa: E402
 from zoo.agents.sac import SAC  # noqa: E402
 
-__all__ += ["Agent", "load_agent", "ArCHer", "CHAI", "FilteredBC", "OfflineArCHer", "TokenPPO", "PPO", "GBRL", "SAC", "DQN", "CPL", "SFT", "PIQL"]
+__all__ += ["Agent", "load_agent", "APPO", "ONI", "ArCHer", "CHAI", "FilteredBC", "OfflineArCHer", "TokenPPO", "PPO", "GBRL", "SAC", "DQN", "CPL", "SFT", "PIQL"]

@@ -309,6 +309,11 @@ class Agent:
             if own_env:
                 env.close()
 
+    def close(self) -> None:
+        """Release what the agent holds open: its env (worker processes) and, for agents that run one, their
+        background machinery (APPO's collector thread, ONI's annotator)."""
+        self.env.close()
+
     def evaluation_env(self, n_episodes: int) -> BatchedEnv:
         """A fresh env like the training one for ``evaluate`` (at most 8 copies, stepped in-process)."""
         if self.env_id is None:

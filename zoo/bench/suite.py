@@ -60,7 +60,7 @@ _ENTRY_KEYS = {"agent", "tasks", "budget", "label", "hyperparameters", "env_kwar
                "metric", "curve", "data", "analysis", "seeds", "checkpoint_every", "checkpoint_interval_s",
                "resources", "device", "tiers"}
 _OVERRIDABLE = _ENTRY_KEYS - {"agent", "tasks", "label", "tiers"}
-_TASK_KEYS = {"id", "env_kwargs", "hyperparameters", "budget", "data"}
+_TASK_KEYS = {"id", "env_kwargs", "hyperparameters", "budget", "data", "metric"}
 _REFERENCE_KEYS = {"agent", "task", "metric", "value", "source", "budget", "label"}
 
 
@@ -191,7 +191,7 @@ class Suite:
                 spec_settings = dict(settings)
                 for key in ("env_kwargs", "hyperparameters"):
                     spec_settings[key] = {**(settings.get(key) or {}), **(task_entry.get(key) or {})}
-                for key in ("budget", "data"):
+                for key in ("budget", "data", "metric"):
                     if key in task_entry:
                         spec_settings[key] = task_entry[key]
                 for seed in (seeds if seeds is not None else spec_settings.get("seeds", tier_spec["seeds"])):

@@ -221,7 +221,7 @@ def execute_run(spec: RunSpec, suite_dir: str | os.PathLike, log: Callable[[str]
         (run_dir / ERROR).write_text(traceback.format_exc())
         raise
     finally:
-        agent.env.close()
+        agent.close()
 
 
 def _drop_lock_of_previous_attempt(run_dir: Path, previous: dict, log: Callable[[str], None]) -> None:
