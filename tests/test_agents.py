@@ -89,6 +89,19 @@ def test_hyperparameter_validation():
         PPOConfig.parse_overrides(["nope=1"])
 
 
+def test_overrides_of_optional_fields_written_with_a_pipe():
+    """``X | None`` annotations (PEP 604) parse and check like ``Optional[X]``."""
+    from zoo.agents.appo import APPO
+
+    config = APPO.config_class
+    assert config.parse_overrides(["value_clip=none", "num_workers=2"]) == {"value_clip": None, "num_workers": 2}
+    assert config.parse_overrides(["value_clip=0.5"]) == {"value_clip": 0.5}
+    with pytest.raises(ConfigError, match="'value_clip' expects float"):
+        config.parse_overrides(["value_clip=wide"])
+    with pytest.raises(ConfigError, match="'num_workers' must be"):
+        config.create("gym/CartPole-v1", num_workers="two")
+
+
 def test_presets_apply_under_overrides():
     agent = PPO("gym/CartPole-v1", seed=0, device="cpu", learning_rate=5e-4)
     assert agent.config.num_steps == 32 and agent.config.learning_rate == 5e-4  # rl-zoo preset, then override

@@ -385,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     from zoo.llm.judge_server import add_arguments as _judge_arguments
 
     p = sub.add_parser("serve-judge", help="a local OpenAI-compatible server (127.0.0.1) answering with the text "
-                       "games' rule oracle, with fault switches for testing LLM clients")
+                       "games' rule oracle or ONI's NetHack keyword judge, with fault switches for testing LLM "
+                       "clients")
     _judge_arguments(p).set_defaults(func=_cmd_serve_judge)
     return parser
 

@@ -7,10 +7,14 @@ import difflib
 import fnmatch
 import json
 import math
+import types
 import typing
 from typing import Any, Mapping
 
 from zoo.errors import ConfigError
+
+#: ``Optional[X]`` / ``Union[X, Y]`` and the ``X | Y`` form (PEP 604)
+_UNIONS = (typing.Union, types.UnionType)
 
 
 @dataclasses.dataclass
@@ -127,7 +131,7 @@ def _type_name(tp) -> str:
 def _coerce(name: str, value: Any, tp) -> Any:
     """Check ``value`` against the annotation ``tp``; widen int -> float and list -> tuple."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Union:
+    if origin in _UNIONS:
         if value is None and type(None) in args:
             return None
         errors = []
@@ -173,9 +177,9 @@ def _coerce(name: str, value: Any, tp) -> Any:
 def _parse(name: str, text: str, tp) -> Any:
     """Parse a command-line value for a field annotated ``tp``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Union and type(None) in args and text.lower() in ("none", "null"):
+    if origin in _UNIONS and type(None) in args and text.lower() in ("none", "null"):
         return None
-    if origin is typing.Union:
+    if origin in _UNIONS:
         tp = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(tp), typing.get_args(tp)
     try:
