@@ -15,6 +15,7 @@ import torch
 from numba import njit
 
 from zoo.errors import PreferenceDatasetError
+from zoo.llm.nethack_prompts import decode_message
 
 __all__ = [
     "MESSAGE_LEN",
@@ -27,15 +28,6 @@ __all__ = [
 ]
 
 MESSAGE_LEN = 256
-
-
-def decode_message(message: bytes | np.ndarray | torch.Tensor) -> str:
-    """The text of one message: its bytes as latin-1, NULs dropped, surrounding whitespace stripped."""
-    if isinstance(message, torch.Tensor):
-        message = message.detach().cpu().numpy()
-    if isinstance(message, np.ndarray):
-        message = np.asarray(message, dtype=np.uint8).tobytes()
-    return bytes(message).replace(b"\0", b"").decode("latin-1").strip()
 
 
 def message_key(message: bytes | np.ndarray | torch.Tensor) -> bytes:
