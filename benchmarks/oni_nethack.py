@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_script import TIERS, default_out, edited_suite, finished_runs, mean_std, read_rows, run_tier  # noqa: E402
+from suite_script import TIERS, default_out, edited_suite, finished_runs, mean_std, read_rows, run_tier
 
 METHODS = ("retrieval", "classification", "ranking", "extrinsic", "ellm")
 

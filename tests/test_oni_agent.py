@@ -10,11 +10,11 @@ import torch
 
 pytest.importorskip("nle")
 
-from zoo.agents import ONI  # noqa: E402
-from zoo.agents.oni.agent import task_for_env  # noqa: E402
-from zoo.agents.oni.messages import decode_message, encode_message  # noqa: E402
-from zoo.errors import ConfigError  # noqa: E402
-from zoo.llm.nethack_keywords import keyword_label  # noqa: E402
+from zoo.agents import ONI
+from zoo.agents.oni.agent import task_for_env
+from zoo.agents.oni.messages import decode_message, encode_message
+from zoo.errors import ConfigError
+from zoo.llm.nethack_keywords import keyword_label
 
 SMALL = dict(num_envs=4, rollout=32, recurrence=32, batch_size=128, core_size=64, synchronous=True,
              vectorization="sync", double_buffer=False, annotator_background="sync")

@@ -9,7 +9,8 @@ import json
 import math
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from zoo.errors import ConfigError
 
@@ -69,7 +70,7 @@ class AgentConfig:
         return {}
 
     @classmethod
-    def create(cls, env_id: str | None = None, **overrides) -> "AgentConfig":
+    def create(cls, env_id: str | None = None, **overrides) -> AgentConfig:
         """Defaults, then the task family's preset, then ``overrides`` (validated)."""
         cls.check_keys(overrides)
         values = cls.preset_for(env_id)
@@ -111,11 +112,11 @@ class AgentConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AgentConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> AgentConfig:
         cls.check_keys(data)
         return cls(**data)
 
-    def replace(self, **changes) -> "AgentConfig":
+    def replace(self, **changes) -> AgentConfig:
         self.check_keys(changes)
         return dataclasses.replace(self, **changes)
 

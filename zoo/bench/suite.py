@@ -44,13 +44,23 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from zoo.errors import ConfigError
 
-__all__ = ["Suite", "RunSpec", "Reference", "SuiteError", "load_suite", "find_suite", "list_suites",
-           "TIERS", "task_slug"]
+__all__ = [
+    "TIERS",
+    "Reference",
+    "RunSpec",
+    "Suite",
+    "SuiteError",
+    "find_suite",
+    "list_suites",
+    "load_suite",
+    "task_slug",
+]
 
 #: the tiers every suite may define, cheapest first
 TIERS = ("smoke", "cpu", "full")
@@ -139,7 +149,7 @@ class RunSpec:
                 for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         """The spec ``to_dict`` wrote (extra keys such as ``key`` and ``unit`` are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
