@@ -1,0 +1,38 @@
+"""PARL: policy alignment as bilevel reward learning (A-PARL, Chakraborty et al., ICLR 2024), with PEBBLE.
+
+``reward_model`` holds PEBBLE's reward ensemble, its Bradley-Terry loss and query selection; ``entropy``
+the k-NN state-entropy reward of PEBBLE's unsupervised pre-training; ``hypergradient`` A-PARL's upper-level
+gradient (conjugate gradient and Neumann series over Hessian-vector products); ``tabular`` the exact
+small-MDP check of it. B-Pref's scripted teachers are :class:`zoo.datasets.teachers.ScriptedTeacher`.
+"""
+
+from zoo.agents.parl.entropy import StateEntropy, knn_distances, state_entropy_reward
+from zoo.agents.parl.hypergradient import (
+    Hypergradient,
+    Solve,
+    conjugate_gradient,
+    hessian_vector_product,
+    hypergradient,
+    l2_regularised,
+    mixed_vector_product,
+    neumann_series,
+    power_iteration,
+    score_function_surrogate,
+)
+from zoo.agents.parl.reward_model import (
+    QUERY_MODES,
+    EnsembleMLP,
+    PreferenceStore,
+    RewardEnsemble,
+    RewardModelConfig,
+    bradley_terry_loss,
+    disagreement,
+    preference_probability,
+    select_queries,
+)
+
+__all__ = ["QUERY_MODES", "EnsembleMLP", "Hypergradient", "PreferenceStore", "RewardEnsemble", "RewardModelConfig",
+           "Solve", "StateEntropy", "bradley_terry_loss", "conjugate_gradient", "disagreement",
+           "hessian_vector_product", "hypergradient", "knn_distances", "l2_regularised", "mixed_vector_product",
+           "neumann_series", "power_iteration", "preference_probability", "score_function_surrogate",
+           "select_queries", "state_entropy_reward"]
