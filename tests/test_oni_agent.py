@@ -11,7 +11,6 @@ import torch
 pytest.importorskip("nle")
 
 from zoo.agents import ONI
-from zoo.agents.oni.agent import task_for_env
 from zoo.agents.oni.messages import decode_message, encode_message
 from zoo.errors import ConfigError
 from zoo.llm.nethack_keywords import keyword_label
@@ -20,14 +19,21 @@ SMALL = dict(num_envs=4, rollout=32, recurrence=32, batch_size=128, core_size=64
              vectorization="sync", double_buffer=False, annotator_background="sync")
 
 
-def test_task_for_env_and_presets():
-    assert task_for_env("nethack/oracle-extended") == "oracle"
-    assert task_for_env("nethack/staircase-lvl4-extended") == "staircase-lvl4"
-    assert task_for_env("minihack/KeyRoom-S5-v0") == "score"
+def test_goal_and_presets():
+    # the judge is told the Score goal on every task, as the reference (goal_key=defaultgoal); task= opts in
+    assert ONI.config_class.create("nethack/oracle-extended").task is None
     # the paper's c_ext: 0.1 on Score, 10 on the sparse tasks
     assert ONI.config_class.create("nethack/score-extended").extrinsic_coef == 0.1
     assert ONI.config_class.create("nethack/oracle-extended").extrinsic_coef == 10.0
     assert ONI.config_class.create("nethack/oracle-extended").core_size == 512
+    from zoo.llm.nethack_prompts import resolve_task
+
+    for task, goal in ((None, "score"), ("oracle", "oracle")):
+        agent = ONI("nethack/oracle-extended", seed=0, reward_model="ellm", task=task, **SMALL)
+        try:
+            assert agent.task.key == goal and agent.reward_model.goal == resolve_task(goal).goal
+        finally:
+            agent.close()
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -67,7 +73,9 @@ def test_reward_is_the_papers_formula_with_counts_from_the_rollout():
         texts = np.array([[decode_message(m.numpy()) for m in row] for row in batch.obs["message"].cpu()])
         wall = torch.as_tensor(texts == "It's a wall.")
         assert wall.any(), "a random NetHack agent bumps into walls within 32 steps"
-        expected = 10.0 * batch.rewards.clamp(-10, 10) + 0.4 * wall.float() / counts.float() ** 3
+        r_int = agent.reward_model.reward(batch.obs["message"])
+        assert (r_int[wall] == 1).all()  # the table's label reaches the reward
+        expected = 10.0 * batch.rewards.clamp(-10, 10) + 0.4 * r_int / counts.float() ** 3
         torch.testing.assert_close(rewards, expected.to(rewards.dtype))
         # counts restart with each episode and grow within one
         first = counts[0][~batch.episode_starts[0]]

@@ -39,7 +39,7 @@ from zoo.agents.oni.messages import decode_message, message_rows, unique_message
 from zoo.agents.oni.pairs import PairPool
 from zoo.agents.oni.rewards import RewardModel, make_reward_model, steps_for_iteration
 from zoo.errors import ConfigError
-from zoo.llm.nethack_prompts import TASKS, resolve_task
+from zoo.llm.nethack_prompts import resolve_task
 
 REWARD_MODELS = ("retrieval", "classification", "ranking", "ellm", "none")
 ANNOTATORS = ("keyword", "openai", "transformers")
@@ -52,9 +52,10 @@ class ONIConfig(APPOConfig):
     """APPO's settings (the ONI reference's) plus ONI's: the reward model, the annotator and the reward's
     coefficients. Defaults: facebookresearch/oni (``scripts/main.py``, the README's commands): ``c_int`` 0.4,
     ``c_ext`` 10 (0.1 on Score: the preset), ``beta`` 3, annotation batches of 100, reward models trained with
-    Adam 1e-4 on batches of 256. ``task`` is the goal the judge is told (``score``, ``oracle``,
-    ``staircase-lvl<N>``; None: read from the env id, else ``score``). Set ``extrinsic_coef=0`` for the paper's
-    reward-free setting."""
+    Adam 1e-4 on batches of 256. ``task`` is the goal the judge (and the ELLM baseline) is told: ``score``
+    (the default on every task, as the reference's ``goal_key=defaultgoal``), or ``oracle`` /
+    ``staircase-lvl<N>`` for a goal of that task's own. Set ``extrinsic_coef=0`` for the paper's reward-free
+    setting."""
 
     reward_model: str = "retrieval"
     annotator: str = "keyword"
@@ -113,15 +114,6 @@ class ONIConfig(APPOConfig):
                 raise ConfigError("annotator='transformers' needs llm_path= (a local model directory)")
 
 
-def task_for_env(env_id: str | None) -> str:
-    """The judge's task for an env id: ``nethack/oracle-extended`` -> ``oracle``; ``score`` when unknown."""
-    if env_id:
-        name = env_id.split("/", 1)[-1].removesuffix("-extended")
-        if name in TASKS:
-            return name
-    return "score"
-
-
 class _RewardModelState(nn.Module):
     """A reward model as checkpoints and the numerical guard see modules: its ``state_dict`` is the model's own
     flat tensors (weights, optimiser moments, labels, statistics); ``parameters()`` its network's, if any."""
@@ -150,7 +142,7 @@ class ONI(APPO):
     def _build(self) -> None:
         super()._build()
         c = self.config
-        self.task = resolve_task(c.task or task_for_env(self.env_id))
+        self.task = resolve_task(c.task or "score")
         self.message_counter = MessageCounter(self.env.num_envs)
         self.reward_model: RewardModel | None = self._make_reward_model()
         self.pair_pool = PairPool(subsample=c.pair_subsample, pairs_per_request=c.pairs_per_request,
