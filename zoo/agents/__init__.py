@@ -49,7 +49,9 @@ from zoo.agents.cpl.piql import PIQL  # noqa: E402
 from zoo.agents.dqn import DQN  # noqa: E402
 from zoo.agents.gbrl import GBRL  # noqa: E402
 from zoo.agents.oni import ONI  # noqa: E402
+from zoo.agents.parl.agent import PARL  # noqa: E402
+from zoo.agents.parl.pebble import PEBBLE  # noqa: E402
 from zoo.agents.ppo import PPO  # noqa: E402
 from zoo.agents.sac import SAC  # noqa: E402
 
-__all__ += ["Agent", "load_agent", "APPO", "ONI", "ArCHer", "CHAI", "FilteredBC", "OfflineArCHer", "TokenPPO", "PPO", "GBRL", "SAC", "DQN", "CPL", "SFT", "PIQL"]
+__all__ += ["Agent", "load_agent", "APPO", "ONI", "PARL", "PEBBLE", "ArCHer", "CHAI", "FilteredBC", "OfflineArCHer", "TokenPPO", "PPO", "GBRL", "SAC", "DQN", "CPL", "SFT", "PIQL"]

@@ -3,10 +3,13 @@
 ``reward_model`` holds PEBBLE's reward ensemble, its Bradley-Terry loss and query selection; ``entropy``
 the k-NN state-entropy reward of PEBBLE's unsupervised pre-training; ``hypergradient`` A-PARL's upper-level
 gradient (conjugate gradient and Neumann series over Hessian-vector products); ``tabular`` the exact
-small-MDP check of it. B-Pref's scripted teachers are :class:`zoo.datasets.teachers.ScriptedTeacher`.
+small-MDP check of it; ``family`` the loop PEBBLE and A-PARL share (SAC on the learned reward), ``pebble``
+and ``agent`` the two agents. B-Pref's scripted teachers are :class:`zoo.datasets.teachers.ScriptedTeacher`.
 """
 
+from zoo.agents.parl.agent import PARL, PARLConfig
 from zoo.agents.parl.entropy import StateEntropy, knn_distances, state_entropy_reward
+from zoo.agents.parl.family import PreferenceSAC, PreferenceSACConfig, spearman
 from zoo.agents.parl.hypergradient import (
     Hypergradient,
     Solve,
@@ -19,6 +22,7 @@ from zoo.agents.parl.hypergradient import (
     power_iteration,
     score_function_surrogate,
 )
+from zoo.agents.parl.pebble import PEBBLE, PEBBLEConfig
 from zoo.agents.parl.reward_model import (
     QUERY_MODES,
     EnsembleMLP,
@@ -31,8 +35,34 @@ from zoo.agents.parl.reward_model import (
     select_queries,
 )
 
-__all__ = ["QUERY_MODES", "EnsembleMLP", "Hypergradient", "PreferenceStore", "RewardEnsemble", "RewardModelConfig",
-           "Solve", "StateEntropy", "bradley_terry_loss", "conjugate_gradient", "disagreement",
-           "hessian_vector_product", "hypergradient", "knn_distances", "l2_regularised", "mixed_vector_product",
-           "neumann_series", "power_iteration", "preference_probability", "score_function_surrogate",
-           "select_queries", "state_entropy_reward"]
+__all__ = [
+    "PARL",
+    "PEBBLE",
+    "QUERY_MODES",
+    "EnsembleMLP",
+    "Hypergradient",
+    "PARLConfig",
+    "PEBBLEConfig",
+    "PreferenceSAC",
+    "PreferenceSACConfig",
+    "PreferenceStore",
+    "RewardEnsemble",
+    "RewardModelConfig",
+    "Solve",
+    "StateEntropy",
+    "bradley_terry_loss",
+    "conjugate_gradient",
+    "disagreement",
+    "hessian_vector_product",
+    "hypergradient",
+    "knn_distances",
+    "l2_regularised",
+    "mixed_vector_product",
+    "neumann_series",
+    "power_iteration",
+    "preference_probability",
+    "score_function_surrogate",
+    "select_queries",
+    "spearman",
+    "state_entropy_reward",
+]
