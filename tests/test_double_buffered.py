@@ -52,11 +52,16 @@ FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "terminated", "tru
           "next_obs", "episode_starts", "policy_versions")
 
 
-def _assert_same(ro, ref):
+def _assert_same(ro, ref, close=()):
+    """Equal field by field; the fields in ``close`` to float rounding (a network's output on a batch of two
+    envs and on one of four may differ in the last bits, depending on the CPU's kernels)."""
     for name in FIELDS:
         x, y = getattr(ro, name), getattr(ref, name)
         assert x.shape == y.shape, name
-        assert torch.equal(x, y), name
+        if name in close:
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+        else:
+            assert torch.equal(x, y), name
 
 
 @pytest.mark.parametrize("num_workers", [1, 2])
@@ -120,8 +125,9 @@ def test_double_buffered_with_a_recurrent_policy_and_success_stats():
     try:
         for _ in range(2):
             ro, ref = double.collect(policy), single.collect(policy)
-            _assert_same(ro, ref)
-            assert torch.equal(ro.states, ref.states) and torch.equal(ro.next_state, ref.next_state)
+            _assert_same(ro, ref, close=("log_probs",))
+            torch.testing.assert_close(ro.states, ref.states, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(ro.next_state, ref.next_state, rtol=1e-5, atol=1e-6)
             assert torch.equal(ro.next_episode_start, ref.next_episode_start)
         assert double.stats.summary() == single.stats.summary()
     finally:
