@@ -12,7 +12,7 @@ in our notes; its benchmarking logs give about 3.6k frames/s per core for Doom o
 (130k FPS), which is the scale of what a GPU learner buys, not a like-for-like number.
 
 Learning: ONI's three reward models (keyword judge), extrinsic-only APPO and ELLM at equal env steps, the
-suite's tier (``benchmarks/suites/nethack.yaml``; the cpu tier: 50k steps per run, 3 seeds), reported as
+suite's tier (``benchmarks/suites/nethack.yaml``; the cpu tier: 200k steps per run, 3 seeds), reported as
 the final evaluation (return on Score, success rate on Oracle and StaircaseLvl3) and the intrinsic-reward
 statistics of the last update. Results go to ``oni-nethack[-<tier>]/results.md``.
 """
