@@ -26,6 +26,9 @@ def test_goal_and_presets():
     assert ONI.config_class.create("nethack/score-extended").extrinsic_coef == 0.1
     assert ONI.config_class.create("nethack/oracle-extended").extrinsic_coef == 10.0
     assert ONI.config_class.create("nethack/oracle-extended").core_size == 512
+    # evaluations sample their actions on NetHack (a young agent's argmax stands still until the step limit)
+    assert ONI.config_class.create("nethack/score-extended").deterministic_eval is False
+    assert ONI.config_class.create("gym/CartPole-v1").deterministic_eval is True
     from zoo.llm.nethack_prompts import resolve_task
 
     for task, goal in ((None, "score"), ("oracle", "oracle")):

@@ -185,10 +185,12 @@ class APPO(Agent):
             episode_start = torch.as_tensor(episode_start, dtype=torch.bool, device=self.device)
         return self._act_from(obs, state, episode_start, deterministic)
 
-    def evaluate(self, n_episodes: int = 10, deterministic: bool = True, env: BatchedEnv | None = None,
+    def evaluate(self, n_episodes: int = 10, deterministic: bool | None = None, env: BatchedEnv | None = None,
                  seed: int | None = None) -> dict[str, float]:
         """As :meth:`Agent.evaluate <zoo.agents.base.Agent.evaluate>`, with the recurrent state carried over each
-        episode."""
+        episode; ``deterministic`` None: the config's ``deterministic_eval`` (False on NetHack and MiniHack)."""
+        if deterministic is None:
+            deterministic = self.config.deterministic_eval
         if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
             raise ConfigError(f"evaluate() needs a positive number of episodes, got n_episodes={n_episodes!r}")
         seed = self.seed + 1_000_003 if seed is None else seed

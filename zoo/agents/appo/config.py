@@ -61,10 +61,14 @@ class APPOConfig(AgentConfig):
     double_buffer: bool = True
     vectorization: str = "process"
     num_workers: int | None = None
+    #: ``evaluate()``'s default: the most probable action (True) or a sampled one (False: NetHack, where the
+    #: argmax policy of a young agent often stands still until the step limit)
+    deterministic_eval: bool = True
 
     PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {
         # the paper's NetHack settings: the NetHack encoder's features go straight into a GRU of 512
-        "nethack/*": {"hidden": (), "core_size": 512},
+        "nethack/*": {"hidden": (), "core_size": 512, "deterministic_eval": False},
+        "minihack/*": {"hidden": (), "core_size": 512, "deterministic_eval": False},
         "*/CartPole-v1": _CARTPOLE,
         "gym/*": {"num_envs": 16, "batch_size": 512, "learning_rate": 3e-4, "hidden": (64,), "core_size": 64},
         "minatar/*": {"num_envs": 32, "learning_rate": 3e-4, "hidden": (256,), "core_size": 256, "activation": "relu"},

@@ -44,7 +44,7 @@ from zoo.llm.nethack_prompts import resolve_task
 REWARD_MODELS = ("retrieval", "classification", "ranking", "ellm", "none")
 ANNOTATORS = ("keyword", "openai", "transformers")
 
-_NETHACK = {"hidden": (), "core_size": 512}
+_NETHACK = {"hidden": (), "core_size": 512, "deterministic_eval": False}
 
 
 @dataclasses.dataclass
