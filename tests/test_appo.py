@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from zoo.agents import APPO, load_agent
-from zoo.agents.appo import RolloutBatch, appo_vtrace_targets
+from zoo.agents.appo import appo_vtrace_targets
+from zoo.rollout import Rollout
 from zoo.agents.appo.envs import EnvHalves
 from zoo.errors import ConfigError
 from zoo.losses import appo_policy_loss, appo_value_loss, clamped_ratio, normalize_advantages_floored
@@ -289,7 +290,7 @@ class Recording(APPO):
     def _build(self):
         super()._build()
         self.calls: list[str] = []
-        self.batches: list[RolloutBatch] = []
+        self.batches: list[Rollout] = []
 
     def on_rollout(self, rollout):
         self.calls.append("on_rollout")
@@ -370,16 +371,14 @@ def test_an_exception_in_the_learner_stops_the_thread():
 
 
 def test_the_pipeline_gets_its_slots_back_when_the_learner_leaves_mid_way():
-    from types import SimpleNamespace
-
     from zoo.agents.appo.pipeline import CollectorThread
 
     def collect():
         z = torch.zeros(2, 3)
         flag = z.bool()
-        return SimpleNamespace(obs=z, actions=z, log_probs=z, values=z, rewards=z, terminated=flag, truncated=flag,
-                               bootstrap_values=z, episode_starts=flag, policy_versions=z.long(), states=z,
-                               next_obs=z[0], next_state=z[0], next_episode_start=flag[0]), {}
+        return Rollout(obs=z, actions=z, log_probs=z, values=z, rewards=z, terminated=flag, truncated=flag,
+                       bootstrap_values=z, episode_starts=flag, policy_versions=z.long(), states=z,
+                       next_obs=z[0], next_state=z[0], next_episode_start=flag[0]), {}
 
     pipe = CollectorThread(collect, num_slots=2)
     pipe.run(10)

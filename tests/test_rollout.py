@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.rollout import EpisodeStats, PolicyStep, RolloutCollector, evaluate_policy
+from zoo.rollout import EpisodeStats, PolicyStep, Rollout, RolloutCollector, evaluate_policy
 
 
 def random_policy(num_actions=2):
@@ -126,3 +126,42 @@ def test_evaluate_policy_counts_episodes():
     result = evaluate_policy(env, lambda obs: (obs[:, 2] > 0).long(), n_episodes=5)
     assert result["episodes"] == 5
     assert 0 < result["return_mean"] <= 20
+
+
+def _numbered_rollout(T=3, N=4):
+    ramp = torch.arange(T * N, dtype=torch.float32).reshape(T, N)
+    flag = torch.zeros(T, N, dtype=torch.bool)
+    return Rollout(obs={"x": ramp.clone()}, actions=ramp.long(), log_probs=-ramp, values=ramp * 2, rewards=ramp + 1,
+                   terminated=flag, truncated=flag.clone(), bootstrap_values=ramp * 0, next_obs={"x": ramp[0] + 100},
+                   episode_starts=flag.clone(), policy_versions=ramp.long(), states=(ramp[..., None],),
+                   next_state=(ramp[0, :, None],), next_episode_start=flag[0].clone())
+
+
+def test_rollout_clone_copy_and_env_columns():
+    rollout = _numbered_rollout()
+    slot = rollout.clone()
+    assert slot.rewards.data_ptr() != rollout.rewards.data_ptr() and torch.equal(slot.rewards, rollout.rewards)
+    rollout.rewards += 10  # the collector writes its storage again: the slot keeps its copy ...
+    assert slot.rewards[0, 0] == 1
+    slot.extras["seen"] = torch.ones(3, 4)
+    slot.copy_(rollout)  # ... until the next rollout is copied in, which also drops the extras
+    assert torch.equal(slot.rewards, rollout.rewards) and slot.extras == {}
+    slot.extras["column"] = torch.arange(4).expand(3, -1)
+    mb = slot.env_columns(torch.tensor([3, 1]))
+    assert mb.num_steps == 3 and mb.num_envs == 2
+    assert mb.rewards[:, 0].tolist() == [14.0, 18.0, 22.0]  # env 3's steps, with the +10
+    assert mb.obs["x"][2].tolist() == [11.0, 9.0] and mb.next_obs["x"].tolist() == [103.0, 101.0]
+    assert mb.states[0][:, :, 0].tolist() == [[3.0, 1.0], [7.0, 5.0], [11.0, 9.0]]
+    assert mb.extras["column"][0].tolist() == [3, 1]
+    mb.check_extras()
+    mb.extras["bad"] = torch.ones(3)
+    with pytest.raises(ValueError, match=r"extras\['bad'\].*\(3, 2\)"):
+        mb.check_extras()
+
+
+def test_rollout_without_recurrent_fields_clones_and_slices():
+    rollout = _numbered_rollout()
+    plain = Rollout(rollout.obs["x"], rollout.actions, rollout.log_probs, rollout.values, rollout.rewards,
+                    rollout.terminated, rollout.truncated, rollout.bootstrap_values, rollout.next_obs["x"])
+    mb = plain.clone().env_columns(torch.tensor([0]))
+    assert mb.states is None and mb.episode_starts is None and mb.obs.shape == (3, 1)

@@ -32,7 +32,7 @@ the policy acts on the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -195,6 +195,9 @@ class Rollout:
     policy, ``states`` holds the state it saw before acting at each step
     (each tensor ``(T, N, ...)``) and ``next_state`` / ``next_episode_start``
     are what it carries into the next rollout; they are ``None`` otherwise.
+    ``extras`` (name -> ``(T, N, ...)`` tensor) are per-step inputs a learner
+    adds after collection (e.g. ONI's message counts); :meth:`env_columns`
+    minibatches carry them along.
     """
 
     obs: Obs
@@ -211,6 +214,7 @@ class Rollout:
     states: Optional[State] = None
     next_state: Optional[State] = None
     next_episode_start: Optional[torch.Tensor] = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def num_steps(self) -> int:
@@ -219,6 +223,60 @@ class Rollout:
     @property
     def num_envs(self) -> int:
         return self.rewards.shape[1]
+
+    def clone(self) -> "Rollout":
+        """A copy with storage of its own (e.g. the slot an asynchronous learner trains on while the collector
+        fills its storage again)."""
+        return Rollout(**{f.name: _tree(torch.clone, getattr(self, f.name)) for f in fields(self)})
+
+    def copy_(self, src: "Rollout") -> "Rollout":
+        """Copy ``src``'s fields into this storage (same shapes, same optional fields); the extras start empty."""
+        for name in _STEP_FIELDS + _AFTER_FIELDS:
+            _tree_copy_(getattr(self, name), getattr(src, name))
+        self.extras = {}
+        return self
+
+    def env_columns(self, index: torch.Tensor) -> "Rollout":
+        """Every step of the envs ``index`` (a minibatch of whole env columns), extras included."""
+        steps = {name: _tree(lambda x: x[:, index], getattr(self, name)) for name in _STEP_FIELDS}
+        after = {name: _tree(lambda x: x[index], getattr(self, name)) for name in _AFTER_FIELDS}
+        return Rollout(**steps, **after, extras={k: v[:, index] for k, v in self.extras.items()})
+
+    def check_extras(self) -> None:
+        """Every extra must be a ``(T, N, ...)`` tensor (so that a minibatch of env columns can carry it)."""
+        for name, value in self.extras.items():
+            if not isinstance(value, torch.Tensor) or tuple(value.shape[:2]) != (self.num_steps, self.num_envs):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"rollout.extras[{name!r}] must be a tensor of leading shape "
+                                 f"({self.num_steps}, {self.num_envs}) (steps x envs), got {shape}")
+
+
+# Rollout fields indexed (T, N, ...) and those describing what comes after the last step, (N, ...).
+_STEP_FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "bootstrap_values",
+                "episode_starts", "policy_versions", "states")
+_AFTER_FIELDS = ("next_obs", "next_state", "next_episode_start")
+
+
+def _tree(fn: Callable[[torch.Tensor], torch.Tensor], x: Any) -> Any:
+    """``fn`` over a tensor, a dict or tuple of tensors, or None."""
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: fn(v) for k, v in x.items()}
+    return tuple(fn(v) for v in x)
+
+
+def _tree_copy_(dst: Any, src: Any) -> None:
+    if isinstance(dst, torch.Tensor):
+        dst.copy_(src)
+    elif isinstance(dst, dict):
+        for k in dst:
+            dst[k].copy_(src[k])
+    elif dst is not None:
+        for d, s in zip(dst, src):
+            d.copy_(s)
 
 
 class _Stream:

@@ -6,9 +6,8 @@ weight hand-over, ``envs`` the double-buffered env halves.
 """
 
 from zoo.agents.appo.agent import APPO, appo_vtrace_targets
-from zoo.agents.appo.batch import RolloutBatch
 from zoo.agents.appo.config import APPOConfig
 from zoo.agents.appo.envs import EnvHalves
 from zoo.agents.appo.policy import RecurrentActorCritic
 
-__all__ = ["APPO", "APPOConfig", "EnvHalves", "RecurrentActorCritic", "RolloutBatch", "appo_vtrace_targets"]
+__all__ = ["APPO", "APPOConfig", "EnvHalves", "RecurrentActorCritic", "appo_vtrace_targets"]

@@ -17,10 +17,9 @@ import torch
 from torch import nn
 
 from zoo.agents import register_agent
-from zoo.agents.appo.batch import RolloutBatch
 from zoo.agents.appo.config import APPOConfig, check_batches
 from zoo.agents.appo.envs import EnvHalves, is_host_simulated, make_training_env
-from zoo.agents.appo.pipeline import CollectorThread, WeightChannel
+from zoo.agents.appo.pipeline import CollectorThread, WeightChannel, require_recurrent
 from zoo.agents.appo.policy import RecurrentActorCritic
 from zoo.agents.base import Agent, with_own_randomness
 from zoo.envs import make_env
@@ -30,7 +29,7 @@ from zoo.losses import appo_policy_loss, appo_value_loss, clamped_ratio, normali
 from zoo.nets import adam
 from zoo.recurrent import State, make_chunks, state_index
 from zoo.returns import vtrace
-from zoo.rollout import DoubleBufferedCollector, Obs, PolicyStep, RolloutCollector, evaluate_policy
+from zoo.rollout import DoubleBufferedCollector, Obs, PolicyStep, Rollout, RolloutCollector, evaluate_policy
 
 
 def appo_vtrace_targets(log_ratio: torch.Tensor, rewards: torch.Tensor, values: torch.Tensor,
@@ -59,11 +58,11 @@ class APPO(Agent):
 
     Hooks for agents built on APPO (ONI); each runs in the learner's thread:
 
-    * ``on_rollout(rollout)``: a rollout (:class:`~zoo.agents.appo.batch.RolloutBatch`, ``(T, N)``) arrived
+    * ``on_rollout(rollout)``: a rollout (:class:`~zoo.rollout.Rollout`, ``(T, N)``) arrived
       and is about to be trained on. Per-step tensors put in ``rollout.extras[name]`` (``(T, N, ...)``) travel
       with every minibatch of it. Default: nothing.
     * ``training_rewards(batch) -> (T, B) tensor``: the rewards V-trace uses, called under ``torch.no_grad()``
-      at every SGD step on the minibatch trained (a ``RolloutBatch`` of ``B`` env columns: ``obs`` (dict
+      at every SGD step on the minibatch trained (a ``Rollout`` of ``B`` env columns: ``obs`` (dict
       observations too), ``rewards`` (the env's), ``terminated``, ``truncated``, ``episode_starts``,
       ``extras``, ...). Default: ``clip(reward_scale * rewards, +-reward_clip)``.
     * ``log_metrics() -> dict[str, float]``: merged into each update's report. Default: empty.
@@ -119,10 +118,10 @@ class APPO(Agent):
         self.env.close()
 
     # -- hooks -----------------------------------------------------------------------
-    def on_rollout(self, rollout: RolloutBatch) -> None:
+    def on_rollout(self, rollout: Rollout) -> None:
         """A rollout arrived and is about to be trained on (see the class docstring)."""
 
-    def training_rewards(self, batch: RolloutBatch) -> torch.Tensor:
+    def training_rewards(self, batch: Rollout) -> torch.Tensor:
         """The ``(T, B)`` rewards V-trace uses for ``batch``: ``clip(reward_scale * r, +-reward_clip)``."""
         c = self.config
         rewards = batch.rewards * c.reward_scale
@@ -259,12 +258,12 @@ class APPO(Agent):
         finally:
             pipeline.stop()
 
-    def _collect_here(self) -> tuple[RolloutBatch, dict]:
+    def _collect_here(self) -> tuple[Rollout, dict]:
         """Synchronous collection with the learner's own network."""
         start = time.perf_counter()
         self.collector.policy_version = self.policy_version
         rollout = self.collector.collect(self._acting(self.policy), value_fn=self.policy.value)
-        return RolloutBatch.from_rollout(rollout), {"collect_s": time.perf_counter() - start, "wait_s": 0.0,
+        return require_recurrent(rollout), {"collect_s": time.perf_counter() - start, "wait_s": 0.0,
                                                     "stats": self.collector.stats.summary()}
 
     def _collect_in_thread(self):
@@ -283,7 +282,7 @@ class APPO(Agent):
         return rollout, {"collect_s": time.perf_counter() - start, "stats": collector.stats.summary(),
                          "stats_state": collector.stats.state_dict()}
 
-    def _train_on(self, batch: RolloutBatch, info: dict) -> dict[str, float]:
+    def _train_on(self, batch: Rollout, info: dict) -> dict[str, float]:
         self.num_timesteps += batch.num_steps * batch.num_envs
         if "stats_state" in info:
             self._stats_state = info["stats_state"]
@@ -294,7 +293,7 @@ class APPO(Agent):
         metrics.update({k: float(v) for k, v in self.log_metrics().items()})
         return metrics
 
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
+    def update(self, batch: Rollout) -> dict[str, float]:
         """Train on one rollout: ``num_epochs`` passes over minibatches of ``batch_size`` transitions (whole env
         columns), one SGD step each; ``on_rollout`` runs first."""
         c = self.config
@@ -309,7 +308,7 @@ class APPO(Agent):
         for _ in range(c.num_epochs):
             order = torch.randperm(columns, device=self.device) if num_batches > 1 else None
             for k in range(num_batches):
-                mb = batch if order is None else batch.columns(order[k * per_batch:(k + 1) * per_batch])
+                mb = batch if order is None else batch.env_columns(order[k * per_batch:(k + 1) * per_batch])
                 for key, value in self.sgd_step(mb).items():
                     totals[key] = totals.get(key, 0.0) + value
                 steps += 1
@@ -318,7 +317,7 @@ class APPO(Agent):
                        policy_version=float(self.policy_version))
         return metrics
 
-    def sgd_step(self, mb: RolloutBatch) -> dict[str, torch.Tensor]:
+    def sgd_step(self, mb: Rollout) -> dict[str, torch.Tensor]:
         """One gradient step on a minibatch of whole env columns: replay the sequences, V-trace, the losses."""
         c = self.config
         chunks = make_chunks(mb.states, mb.episode_starts, c.recurrence)

@@ -28,10 +28,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.agents.appo.batch import RolloutBatch
+from zoo.rollout import Rollout
 
 #: how often blocked waits wake up to check for a stop request or a dead thread (seconds)
 _POLL_S = 0.05
+
+
+def require_recurrent(rollout: Rollout) -> Rollout:
+    """``rollout`` itself, checked to come from a recurrent collector (APPO replays its stored states)."""
+    if rollout.states is None or rollout.next_episode_start is None:
+        raise ValueError("APPO trains on recurrent rollouts: build the collector with initial_state=...")
+    return rollout
 
 
 class WeightChannel:
@@ -91,7 +98,7 @@ class CollectorThread:
         if num_slots < 1:
             raise ValueError(f"num_slots must be positive, got {num_slots}")
         self._collect = collect
-        self._slots: list[RolloutBatch | None] = [None] * num_slots
+        self._slots: list[Rollout | None] = [None] * num_slots
         self._free: queue.Queue[int] = queue.Queue()
         for i in range(num_slots):
             self._free.put(i)
@@ -129,7 +136,7 @@ class CollectorThread:
                 if slot is None:  # stopped with every slot taken: the learner is gone, drop this rollout
                     return
                 if self._slots[slot] is None:
-                    self._slots[slot] = RolloutBatch.from_rollout(rollout).clone()
+                    self._slots[slot] = require_recurrent(rollout).clone()
                 else:
                     self._slots[slot].copy_(rollout)
                 self._full.put((slot, info))
@@ -145,7 +152,7 @@ class CollectorThread:
                 if self._stop.is_set():
                     return None
 
-    def get(self) -> tuple[int, RolloutBatch, dict]:
+    def get(self) -> tuple[int, Rollout, dict]:
         """The next collected rollout: ``(slot, batch, info)``; raises the thread's error if it failed."""
         waited = time.perf_counter()
         while True:

@@ -29,7 +29,7 @@ from torch import nn
 
 from zoo.agents import register_agent
 from zoo.agents.appo import APPO
-from zoo.agents.appo.batch import RolloutBatch
+from zoo.rollout import Rollout
 from zoo.agents.appo.config import APPOConfig
 from zoo.agents.config import positive
 from zoo.agents.oni.annotator import Annotator, KeywordAnnotator, OpenAIAnnotator, TransformersAnnotator
@@ -185,7 +185,7 @@ class ONI(APPO):
         super().close()
 
     # -- the APPO hooks ------------------------------------------------------------------
-    def on_rollout(self, rollout: RolloutBatch) -> None:
+    def on_rollout(self, rollout: Rollout) -> None:
         """Count messages, feed the annotator, take its labels and train the reward model (module docstring)."""
         messages = rollout.obs["message"]
         counts = self.message_counter.update(messages, rollout.episode_starts)
@@ -218,7 +218,7 @@ class ONI(APPO):
             self._reward_stats = model.train_steps(steps)
         return new
 
-    def training_rewards(self, batch: RolloutBatch) -> torch.Tensor:
+    def training_rewards(self, batch: Rollout) -> torch.Tensor:
         """``c_ext clip(r_env, reward_clip) + c_int r_int(m_t) / N(m_t)^beta`` from the current reward model;
         ``r_env`` is the env's reward times ``reward_scale``."""
         c = self.config
