@@ -228,23 +228,19 @@ class LLMClient:
 
     def chat_batch(self, conversations: Sequence[Messages], **params: Any) -> list[str]:
         """The replies to many conversations, requested concurrently; all of them or an :class:`LLMError`."""
-        bodies = [{"model": self.model, "messages": list(m), **params} for m in conversations]
-        return self._run_batch("/chat/completions", bodies)
+        return self._run_batch("/chat/completions", self._chat_bodies(conversations, params))
 
     def complete_batch(self, prompts: Sequence[str], **params: Any) -> list[str]:
         """The completions of many prompts, requested concurrently; all of them or an :class:`LLMError`."""
-        bodies = [{"model": self.model, "prompt": p, **params} for p in prompts]
-        return self._run_batch("/completions", bodies)
+        return self._run_batch("/completions", self._prompt_bodies(prompts, params))
 
     def chat_batch_settled(self, conversations: Sequence[Messages], **params: Any) -> list[Settled]:
         """The outcome of each conversation on its own (one failure does not cancel the others)."""
-        bodies = [{"model": self.model, "messages": list(m), **params} for m in conversations]
-        return self._run_settled("/chat/completions", bodies)
+        return self._run_settled("/chat/completions", self._chat_bodies(conversations, params))
 
     def complete_batch_settled(self, prompts: Sequence[str], **params: Any) -> list[Settled]:
         """The outcome of each prompt's completion on its own (one failure does not cancel the others)."""
-        bodies = [{"model": self.model, "prompt": p, **params} for p in prompts]
-        return self._run_settled("/completions", bodies)
+        return self._run_settled("/completions", self._prompt_bodies(prompts, params))
 
     def count_invalid(self, n: int = 1) -> None:
         """Counts replies that a caller could not parse (they are in :attr:`stats` and :meth:`metrics`)."""
@@ -265,6 +261,12 @@ class LLMClient:
                 f"retries={self.retries}, concurrency={self.concurrency})")
 
     # -- machinery ------------------------------------------------------------------------------------------
+    def _chat_bodies(self, conversations: Sequence[Messages], params: dict) -> list[dict]:
+        return [{"model": self.model, "messages": list(m), **params} for m in conversations]
+
+    def _prompt_bodies(self, prompts: Sequence[str], params: dict) -> list[dict]:
+        return [{"model": self.model, "prompt": p, **params} for p in prompts]
+
     def _run_batch(self, path: str, bodies: list[dict]) -> list[str]:
         if not bodies:
             return []
@@ -272,15 +274,7 @@ class LLMClient:
 
     async def _batch(self, path: str, bodies: list[dict]) -> list[str]:
         semaphore = asyncio.Semaphore(self.concurrency)
-        tasks = [asyncio.ensure_future(self._request(path, body, semaphore)) for body in bodies]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:  # a failed request fails the batch: stop the others
-            pending = [t for t in tasks if not t.done()]
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        return await _gather_or_cancel([self._request(path, body, semaphore) for body in bodies])
 
     def _run_settled(self, path: str, bodies: list[dict]) -> list[Settled]:
         if not bodies:
@@ -297,15 +291,7 @@ class LLMClient:
                 return Settled(None, exc, time.monotonic() - start)
             return Settled(text, None, time.monotonic() - start)
 
-        tasks = [asyncio.ensure_future(one(body)) for body in bodies]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:  # only on cancellation or a bug: stop the others
-            pending = [t for t in tasks if not t.done()]
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        return await _gather_or_cancel([one(body) for body in bodies])
 
     def _count(self, **changes: int) -> None:
         with self._lock:
@@ -413,6 +399,20 @@ class LLMClient:
         return LLMResponseError(
             f"the LLM server at {url} sent a reply that is not an OpenAI completion ({detail}). Is base_url the "
             "/v1 root of an OpenAI-compatible server?", url, attempts)
+
+
+async def _gather_or_cancel(coroutines: list) -> list:
+    """The coroutines' results in order; when one raises (or the caller is cancelled) the others are
+    cancelled and awaited before the error propagates, so no request outlives its batch."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _error_message(exc) -> str:
