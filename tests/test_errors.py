@@ -144,3 +144,19 @@ def test_hung_worker_is_reported_not_waited_for():
     with pytest.raises(RuntimeError, match="did not answer within 1.0 s"):
         env.step(torch.zeros(2, dtype=torch.int64))
     env.close()
+
+
+def test_config_checks_name_the_field_and_the_rule():
+    from zoo.agents.appo import APPOConfig
+    from zoo.agents.sac import SACConfig
+    from zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'entropy_coef' must be >= 0, got -0.1"):
+        APPOConfig(entropy_coef=-0.1).validate()
+    with pytest.raises(ConfigError, match=r"'reward_clip' must be positive \(or None: off\), got 0"):
+        APPOConfig(reward_clip=0).validate()
+    APPOConfig(reward_clip=None, value_clip=None).validate()  # None switches them off
+    with pytest.raises(ConfigError, match=r"'cell' must be one of 'gru', 'lstm', got 'rnn'"):
+        APPOConfig(cell="rnn").validate()
+    with pytest.raises(ConfigError, match=r"'schedule_steps' must be positive \(or None: off\)"):
+        SACConfig(schedule_steps=0).validate()

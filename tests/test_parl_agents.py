@@ -212,10 +212,12 @@ def test_parl_reward_step_uses_the_hypergradient():
 LEARN = {"num_seed_steps": 300, "num_unsup_steps": 300, "feedback_every": 500, "queries_per_round": 20,
          "feedback_budget": 100, "hidden": (64, 64), "reward_hidden": (64, 64, 64), "batch_size": 128,
          "reward_max_epochs": 50, "policy_lr": 1e-3, "q_lr": 1e-3, "target_network_frequency": 1}
-#: measured (seed 0, 3,000 steps, 100 queries): Spearman 0.93 (PEBBLE) / 0.95 (PARL); returns -985 / -1131 on the
-#: evaluation episodes where uniform random actions get -1319
+#: measured (seed 0, 4,000 steps, 100 queries, 2026-12-02): Spearman 0.89 (PEBBLE) / 0.97 (PARL); returns -227 /
+#: -202 on the evaluation episodes where uniform random actions get -1319. At 3,000 steps the returns depended on
+#: the machine's floating-point rounding (-985 on one CPU, -1271 on another), so the run is 4,000 steps.
+LEARN_STEPS = 4000
 SPEARMAN_MIN = 0.6
-RETURN_MARGIN = 100.0
+RETURN_MARGIN = 300.0
 
 
 def random_return(n_episodes: int, seed: int) -> float:
@@ -229,7 +231,7 @@ def random_return(n_episodes: int, seed: int) -> float:
 @pytest.mark.parametrize("cls, extra", [(PEBBLE, {}), (PARL, {"hyper_batch": 128})])
 def test_learns_a_reward_that_tracks_the_true_one_and_beats_random(cls, extra):
     agent = cls(ENV, seed=0, **LEARN, **extra)
-    agent.learn(3000, progress=False)
+    agent.learn(LEARN_STEPS, progress=False)
     assert agent._feedback_used == 100 and agent._rounds == 5
     assert agent.reward_correlation() > SPEARMAN_MIN
     # the same evaluation episodes (evaluate's default seed) with uniformly random actions

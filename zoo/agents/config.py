@@ -222,6 +222,28 @@ def valid_hidden(config: AgentConfig, name: str = "hidden") -> None:
         raise ConfigError(f"hyperparameter {name!r} must list at least one positive layer size, got {sizes!r}")
 
 
+def non_negative(config: AgentConfig, *names: str) -> None:
+    """Raise ConfigError unless every named field is >= 0."""
+    for name in names:
+        if not getattr(config, name) >= 0:  # NaN too
+            raise ConfigError(f"hyperparameter {name!r} must be >= 0, got {getattr(config, name)!r}")
+
+
+def positive_or_none(config: AgentConfig, *names: str) -> None:
+    """Raise ConfigError unless every named field is None (off) or > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"hyperparameter {name!r} must be positive (or None: off), got {value!r}")
+
+
+def one_of(config: AgentConfig, name: str, choices) -> None:
+    """Raise ConfigError unless the named field is one of ``choices``."""
+    value = getattr(config, name)
+    if value not in choices:
+        raise ConfigError(f"hyperparameter {name!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 def in_unit_interval(config: AgentConfig, *names: str) -> None:
     """Raise ConfigError unless every named field lies in [0, 1]."""
     for name in names:

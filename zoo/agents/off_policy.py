@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from zoo.agents.base import Agent
-from zoo.agents.config import AgentConfig, in_unit_interval, positive
+from zoo.agents.config import AgentConfig, in_unit_interval, non_negative, positive, positive_or_none
 from zoo.errors import ConfigError
 from zoo.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer, ReplaySample
 from zoo.rollout import EpisodeStats, Obs
@@ -45,15 +45,11 @@ class OffPolicyConfig(AgentConfig):
     def validate(self) -> None:
         positive(self, "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step")
         in_unit_interval(self, "gamma", "per_beta")
-        if self.learning_starts < 0:
-            raise ConfigError(f"hyperparameter 'learning_starts' must be >= 0, got {self.learning_starts}")
+        non_negative(self, "learning_starts", "per_alpha")
         if self.batch_size > self.buffer_size or self.learning_starts > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) and learning_starts ({self.learning_starts}) must not "
                               f"exceed buffer_size ({self.buffer_size}): training would never start")
-        if self.per_alpha < 0:
-            raise ConfigError(f"hyperparameter 'per_alpha' must be >= 0, got {self.per_alpha}")
-        if self.schedule_steps is not None and self.schedule_steps < 1:
-            raise ConfigError(f"hyperparameter 'schedule_steps' must be positive (or None), got {self.schedule_steps}")
+        positive_or_none(self, "schedule_steps")
 
 
 class OffPolicyAgent(Agent):

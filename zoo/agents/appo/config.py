@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from zoo.agents.config import AgentConfig, in_unit_interval, positive
+from zoo.agents.config import AgentConfig, in_unit_interval, non_negative, one_of, positive, positive_or_none
 from zoo.errors import ConfigError
 
 # ONI's vector-task settings scaled down to a CPU: a small GRU and a larger learning rate (tuned here, not
@@ -81,13 +81,8 @@ class APPOConfig(AgentConfig):
                  "adam_eps", "vtrace_rho", "vtrace_c", "clip_ratio", "ratio_min", "max_grad_norm",
                  "adv_std_floor", "core_size", "reward_scale")
         in_unit_interval(self, "gamma")
-        for name in ("value_coef", "entropy_coef"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"hyperparameter {name!r} must be >= 0, got {getattr(self, name)}")
-        for name in ("value_clip", "reward_clip"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ConfigError(f"hyperparameter {name!r} must be positive (or None: off), got "
-                                  f"{getattr(self, name)}")
+        non_negative(self, "value_coef", "entropy_coef")
+        positive_or_none(self, "value_clip", "reward_clip", "num_workers")
         if not self.ratio_min < 1.0 < self.ratio_max:
             raise ConfigError(f"the ratio clamp must contain 1: ratio_min < 1 < ratio_max, got "
                               f"[{self.ratio_min}, {self.ratio_max}]")
@@ -96,13 +91,8 @@ class APPOConfig(AgentConfig):
                               f"rollout is replayed as whole sequences")
         if any(h <= 0 for h in self.hidden):
             raise ConfigError(f"hyperparameter 'hidden' must list positive layer sizes (or none), got {self.hidden}")
-        if self.cell not in ("gru", "lstm"):
-            raise ConfigError(f"hyperparameter 'cell' must be 'gru' or 'lstm', got {self.cell!r}")
-        if self.vectorization not in ("sync", "process"):
-            raise ConfigError(f"hyperparameter 'vectorization' must be 'sync' or 'process', got "
-                              f"{self.vectorization!r}")
-        if self.num_workers is not None and self.num_workers < 1:
-            raise ConfigError(f"hyperparameter 'num_workers' must be positive (or None), got {self.num_workers}")
+        one_of(self, "cell", ("gru", "lstm"))
+        one_of(self, "vectorization", ("sync", "process"))
         check_batches(self, self.num_envs)
 
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from zoo.agents import register_agent
-from zoo.agents.config import positive
+from zoo.agents.config import non_negative, positive
 from zoo.agents.parl.family import PreferenceSAC, PreferenceSACConfig
 from zoo.agents.parl.hypergradient import (
     hypergradient,
@@ -39,7 +39,7 @@ from zoo.agents.parl.hypergradient import (
     score_function_surrogate,
 )
 from zoo.agents.parl.pebble import PREFERENCE_PRESETS
-from zoo.errors import ConfigError, NumericalError
+from zoo.errors import NumericalError
 from zoo.losses import tanh_gaussian_log_prob
 from zoo.nets import LOG_STD_MAX, LOG_STD_MIN, SquashedGaussianActor
 
@@ -158,9 +158,7 @@ class PARLConfig(PreferenceSACConfig):
     def validate(self) -> None:
         super().validate()
         positive(self, "hyper_batch", "cg_iters")
-        for name in ("hyper_steps", "damping", "lower_reg"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"hyperparameter {name!r} must be >= 0, got {getattr(self, name)!r}")
+        non_negative(self, "hyper_steps", "damping", "lower_reg")
 
 
 @register_agent

@@ -34,7 +34,7 @@ from gymnasium import spaces
 from torch import nn
 
 from zoo.agents.base import Agent
-from zoo.agents.config import positive
+from zoo.agents.config import non_negative, positive
 from zoo.agents.parl.entropy import StateEntropy
 from zoo.agents.parl.reward_model import QUERY_MODES, RewardEnsemble, RewardModelConfig
 from zoo.agents.sac import SAC, SACConfig
@@ -111,9 +111,7 @@ class PreferenceSACConfig(SACConfig):
         positive(self, "feedback_every", "queries_per_round", "feedback_budget", "segment", "query_window",
                  "entropy_k", "reward_ensemble", "reward_lr", "reward_batch_size", "reward_max_epochs",
                  "large_batch")
-        for name in ("num_seed_steps", "num_unsup_steps", "reset_update"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"hyperparameter {name!r} must be >= 0, got {getattr(self, name)!r}")
+        non_negative(self, "num_seed_steps", "num_unsup_steps", "reset_update")
         if self.query_mode not in QUERY_MODES:
             raise ConfigError(f"unknown query_mode {self.query_mode!r}; choose from {', '.join(QUERY_MODES)}")
         if self.teacher not in TEACHER_MODES:
