@@ -102,9 +102,9 @@ def main() -> None:
         data_path,
         default_out,
         edited_suite,
+        eval_curve,
         finished_runs,
         mean_std,
-        read_rows,
         run_tier,
     )
 
@@ -136,10 +136,7 @@ def main() -> None:
     for spec, result, run_dir in finished_runs(out, specs):
         method, regime = method_and_regime(spec)
         key = (spec.task.split("/", 1)[1], regime, method)
-        evals = read_rows(run_dir / "evals.csv")
-        curve = [(row["step"], 100.0 * row["success_rate"]) for row in evals] or \
-            [(result["steps"], 100.0 * result["final"]["success_rate"])]
-        curves.setdefault(key, []).append(np.array(curve))
+        curves.setdefault(key, []).append(eval_curve(run_dir, result, "success_rate", 100.0))
         steps[key] = result["steps"]
     paper = {(r.agent, r.label, r.task): r.value for r in suite.references}
     data_of = {(s.task.split("/", 1)[1], method_and_regime(s)[1]): data_path(out, s) for s in specs}

@@ -82,6 +82,7 @@ def main() -> None:
     from suite_script import (
         TIERS,
         default_out,
+        eval_curve,
         finished_runs,
         mean_std,
         read_rows,
@@ -113,10 +114,7 @@ def main() -> None:
     runs: dict[tuple[str, str], list[dict]] = {}
     for spec, result, run_dir in finished_runs(out, specs):
         k = scale(spec.metric)
-        evals = read_rows(run_dir / "evals.csv")
-        curve = np.array([(row["step"], k * row[spec.metric]) for row in evals if spec.metric in row]).reshape(-1, 2)
-        if not len(curve):
-            curve = np.array([(result["steps"], k * result["final"][spec.metric])])
+        curve = eval_curve(run_dir, result, spec.metric, k)
         progress = read_rows(run_dir / "progress.csv")
         runs.setdefault((spec.task, spec.agent), []).append(
             {"metric": spec.metric, "steps": result["steps"], "final": k * result["final"][spec.metric],

@@ -78,6 +78,15 @@ def read_rows(path: Path) -> list[dict[str, float]]:
         return []
 
 
+def eval_curve(run_dir: Path, result: dict, metric: str, scale: float = 1.0):
+    """A finished run's evaluation curve, ``(n, 2)`` rows of ``(step, scale * metric)`` from its ``evals.csv``;
+    its final evaluation alone when it logged none."""
+    import numpy as np
+
+    rows = [(row["step"], scale * row[metric]) for row in read_rows(run_dir / "evals.csv") if metric in row]
+    return np.array(rows or [(result["steps"], scale * result["final"][metric])], dtype=float).reshape(-1, 2)
+
+
 def data_path(out: Path, spec: RunSpec) -> Path | None:
     """Where the worker keeps the run's built dataset (``<out>/data/<key>.npz``), or None without data."""
     return out / "data" / f"{spec.data_key()}.npz" if spec.data is not None else None
