@@ -185,3 +185,11 @@ def test_cuda_device(env_id):
         assert obs.device.type == "cuda"
         obs, reward, terminated, truncated, info = env.step(env.sample_actions())
         assert reward.device.type == "cuda" and info["final_obs"].device.type == "cuda"
+
+
+def test_dmc_quadruped_runs_on_this_numpy():
+    """dm-control's quadruped calls np.in1d, gone in numpy 2.4: the adapter supplies it (it crashed the dmc suite)."""
+    with zoo.make_env("dmc/quadruped-walk", num_envs=1, vectorization="sync", seed=0) as env:
+        obs = env.reset()
+        obs, reward, terminated, truncated, info = env.step(env.sample_actions())
+        assert obs.shape[-1] == 78 and torch.isfinite(reward).all()

@@ -86,6 +86,15 @@ def _quiet_mujoco_gl() -> None:
         os.environ["MUJOCO_GL"] = "disable"
 
 
+def _numpy_compat_for_dm_control() -> None:
+    """dm-control 1.0's quadruped (and other domains) call ``np.in1d``, which numpy 2.4 removed; ``np.isin`` is
+    its documented replacement with the same result on 1-D input. Installed only when missing."""
+    import numpy as np
+
+    if not hasattr(np, "in1d"):
+        np.in1d = lambda a, b, *args, **kwargs: np.isin(np.ravel(a), b, *args, **kwargs)
+
+
 def _dmc_tasks() -> list[str]:
     _quiet_mujoco_gl()
     from dm_control import suite
@@ -108,6 +117,7 @@ class DMCEnv(gym.Env):
                  render_size: tuple[int, int] = (84, 84), camera_id: int = 0, **task_kwargs):
         if render_mode is None:
             _quiet_mujoco_gl()
+        _numpy_compat_for_dm_control()
         from dm_control import suite
 
         task_kwargs.setdefault("random", seed)
