@@ -150,6 +150,22 @@ def test_a_failing_run_is_retried_then_reported_failed_while_the_others_finish(t
     assert "| PPO (broken) | gym/CartPole-v1 | 0/1 |" in (out / "results.md").read_text()  # counted, not averaged
 
 
+
+def test_a_run_that_finishes_after_a_failed_attempt_keeps_that_error_under_another_name(tmp_path):
+    """A run that failed once (for a reason since fixed in the code, so under the same key) and then finished:
+    its folder must not show an error.txt beside result.json, but the old traceback is kept."""
+    raw = tiny_suite()
+    raw["entries"] = [raw["entries"][1]]
+    out = tmp_path / "out"
+    run_dir = out / "runs/PPO~lr=1e-3/gym_CartPole-v1/seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "error.txt").write_text("Traceback (most recent call last):\nAttributeError: np.in1d\n")
+    outcome = run_suite(write_suite(tmp_path, raw), tier="smoke", out=out, progress=False, log=lambda m: None)
+    assert outcome.ok and outcome.done == ["PPO~lr=1e-3/gym_CartPole-v1/seed0"]
+    assert (run_dir / "result.json").exists() and not (run_dir / "error.txt").exists()
+    assert "np.in1d" in (run_dir / "earlier-error.txt").read_text()
+
+
 LONG_STEPS = 3200
 
 

@@ -11,6 +11,7 @@ The folder of a run (``<suite dir>/runs/<agent>[~<label>]/<task>/seed<k>/``) hol
     model.safetensors          the final model
     result.json                written last: the run is finished (a later call returns it unchanged)
     skipped.json / error.txt   why it did not run (a missing extra) / the last failure's traceback
+    earlier-error.txt          error.txt renamed once a later attempt finished the run
 
 ``execute_run`` is what every executor calls (in a local process, or in a Ray task); ``python -m
 zoo.bench.worker RUN_DIR`` runs the spec.json in ``RUN_DIR``.
@@ -44,6 +45,7 @@ from zoo.logger import write_json_atomic
 __all__ = ["execute_run", "run_dir_for", "read_json", "RESULT", "SPEC", "CHECKPOINT", "resolve_callable"]
 
 SPEC, RESULT, SKIPPED, ERROR, WORKER = "spec.json", "result.json", "skipped.json", "error.txt", "worker.json"
+EARLIER_ERROR = "earlier-error.txt"  # error.txt of a failed attempt, renamed once a later attempt finished
 CHECKPOINT, MODEL, EVALS, TIMING = "checkpoint.safetensors", "model.safetensors", "evals.csv", "timing.json"
 
 
@@ -216,12 +218,15 @@ def execute_run(spec: RunSpec, suite_dir: str | os.PathLike, log: Callable[[str]
         (run_dir / ERROR).write_text(traceback.format_exc())
         raise
     try:
-        return _train_and_record(spec, run_dir, agent, resumed, attempt, base, log, progress)
+        result = _train_and_record(spec, run_dir, agent, resumed, attempt, base, log, progress)
     except BaseException:
         (run_dir / ERROR).write_text(traceback.format_exc())
         raise
     finally:
         agent.close()
+    if (run_dir / ERROR).exists():  # an earlier attempt's failure: kept, under a name that does not read as one now
+        (run_dir / ERROR).replace(run_dir / EARLIER_ERROR)
+    return result
 
 
 def _drop_lock_of_previous_attempt(run_dir: Path, previous: dict, log: Callable[[str], None]) -> None:
