@@ -98,14 +98,20 @@ def default_out(name: str, tier: str) -> str:
 
 
 def mean_std(values: Sequence[float], digits: int = 2) -> str:
-    """``"mean ± std"`` (the committed tables' format), or the value alone for one run, ``"-"`` for none."""
+    """``"mean ± std"`` over seeds, or the value alone for one run, ``"-"`` for none.
+
+    The std is ``zoo.bench.report.seed_std`` (ddof=1), so that a script's table and its suite's report print
+    the same spread for the same runs.
+    """
     import numpy as np
+
+    from zoo.bench.report import seed_std
 
     if not values:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {seed_std(values):.{digits}f}"
 
 
 def suite_references(suite: Suite, metric: str | None = None) -> dict[tuple[str, str, str], Any]:

@@ -271,3 +271,18 @@ def test_a_skipped_run_says_why(tmp_path):
     (run_dir / "skipped.json").write_text(json.dumps({"key": "old", "reason": "x"}))  # another definition's
     (row,) = [r for r in collect_runs([root]) if r.seed == 5]
     assert row.problem == "unfinished (no result.json)"
+
+
+def test_the_benchmark_scripts_print_the_same_std_as_the_suite_report():
+    """One convention for the spread over seeds: the scripts' ``mean_std`` and the report's rows (ddof=1)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from suite_script import mean_std
+
+    from zoo.bench.report import seed_std
+
+    assert seed_std([1.0, 2.0, 3.0]) == pytest.approx(1.0)  # sample std; the population std would be 0.816
+    assert mean_std([1.0, 2.0, 3.0]) == "2.00 ± 1.00"
+    assert mean_std([4.0]) == "4.00" and mean_std([]) == "-"
+    assert math.isnan(seed_std([4.0]))

@@ -392,6 +392,11 @@ def _normalize(score: float, bounds: Sequence[float]) -> float:
     return (score - low) / (high - low)
 
 
+def seed_std(scores: Sequence[float]) -> float:
+    """The spread over seeds in every table: the sample std (ddof=1); NaN for fewer than two seeds."""
+    return float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan
+
+
 def aggregate(records: Sequence[RunRecord], suite_meta: Mapping[str, Any] | None = None, reps: int = 2000,
               seed: int = 0) -> list[dict[str, Any]]:
     """One row (``kind: "task"``) per (agent, label, task), then one (``kind: "overall"``) per agent with
@@ -410,7 +415,7 @@ def aggregate(records: Sequence[RunRecord], suite_meta: Mapping[str, Any] | None
             "kind": "task", "agent": agent, "label": label, "display": group[0].display, "task": task,
             "metric": metric, "seeds_finished": len(done), "seeds_planned": len({r.seed for r in group}),
             "seeds": [r.seed for r in done], "scores": scores, "mean": _mean(scores),
-            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
+            "std": seed_std(scores),
             "iqm": math.nan, "iqm_ci_low": math.nan, "iqm_ci_high": math.nan}
         if scores:
             row["iqm"], row["iqm_ci_low"], row["iqm_ci_high"] = interval_estimates(
