@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.bench.plots import mean_curve
+
 AGENTS = ("SAC", "PEBBLE", "PARL")
 TASKS = ("dmc/walker-walk", "metaworld/button-press-v3", "metaworld/door-open-v3")
 NAMES = {"SAC": "SAC (true reward)", "PEBBLE": "PEBBLE", "PARL": "A-PARL"}
@@ -47,17 +49,6 @@ def last_finite(rows: list[dict[str, float]], column: str) -> float:
     values = [row.get(column, math.nan) for row in rows]
     values = [v for v in values if isinstance(v, float) and math.isfinite(v)]
     return values[-1] if values else math.nan
-
-
-def mean_curve(curves: list[np.ndarray], points: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """The mean of ``(x, y)`` curves (``(n, 2)`` arrays) interpolated onto a common grid of x (up to the
-    shortest curve's end)."""
-    curves = [c for c in curves if len(c)]
-    if not curves:
-        return np.zeros(0), np.zeros(0)
-    lo, hi = max(c[0, 0] for c in curves), min(c[-1, 0] for c in curves)
-    grid = np.linspace(lo, hi, points) if hi > lo else np.array([hi])
-    return grid, np.mean([np.interp(grid, c[:, 0], c[:, 1]) for c in curves], axis=0)
 
 
 def by_feedback(rows: list[dict[str, float]], column: str) -> np.ndarray:
@@ -122,7 +113,7 @@ def main() -> None:
              "feedback": last_finite(progress, "feedback"), "spearman": last_finite(progress, "reward_spearman")})
     rows, notes = [], []
     for task in args.tasks:
-        eval_curves = {a: mean_curve([r["evals"] for r in runs.get((task, a), [])]) for a in args.agents}
+        eval_curves = {a: mean_curve([r["evals"] for r in runs.get((task, a), [])])[:2] for a in args.agents}
         pebble = runs.get((task, "PEBBLE"), [])
         target = float(np.mean([r["final"] for r in pebble])) if pebble else math.nan
         for agent in args.agents:
@@ -185,20 +176,21 @@ def plot(out: Path, runs: dict, tasks: list[str], agents: list[str]) -> Path:
             label = "success (%)" if column == "success_rate" else "true return"
             curves = [np.array([(row["step"], k * row[column]) for row in r["progress"]
                                 if math.isfinite(row.get(column, math.nan))]).reshape(-1, 2) for r in seeds]
-            x, y = mean_curve(curves)
+            x, y = mean_curve(curves)[:2]
             ax_steps.plot(x, y, marker="o" if len(x) < 3 else None, label=NAMES[agent])
             if agent == "SAC":
                 if len(y):
                     ax_feedback.axhline(y[-1], ls="--", color="grey", label=f"{NAMES[agent]}, final")
                 continue
-            x, y = mean_curve([by_feedback(r["progress"], column) * np.array([1.0, k]) for r in seeds])
+            x, y = mean_curve([by_feedback(r["progress"], column) * np.array([1.0, k]) for r in seeds])[:2]
             ax_feedback.plot(x, y, marker="o", ms=3, label=NAMES[agent])
         if not ax_steps.has_data() or not any(len(line.get_xdata()) for line in ax_steps.get_lines()):
             ax_steps.text(0.5, 0.5, "no finished training episode yet", ha="center", transform=ax_steps.transAxes)
         ax_steps.set(title=task, xlabel="env steps", ylabel=f"training episodes' {label}")
         ax_feedback.set(title=task, xlabel="feedback used (queries)", ylabel=f"training episodes' {label}")
-        ax_steps.legend(fontsize=7)
-        ax_feedback.legend(fontsize=7)
+        for ax in (ax_steps, ax_feedback):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "curves.png"
     fig.savefig(path, dpi=120)
