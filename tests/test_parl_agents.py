@@ -12,10 +12,11 @@ from zoo.agents.parl.agent import (
     actor_log_prob,
     bradley_terry_log_likelihood,
     ensemble_mean_reward,
+    preference_upper_objective,
     sac_lower_objective,
 )
 from zoo.agents.parl.family import spearman
-from zoo.agents.parl.hypergradient import mixed_vector_product
+from zoo.agents.parl.hypergradient import hypergradient, mixed_vector_product
 from zoo.agents.sac import sac_actor_loss
 from zoo.envs import make_env
 from zoo.errors import ConfigError
@@ -248,3 +249,89 @@ def test_parl_without_hyper_steps_is_pebble():
         assert torch.equal(p, q)
     assert any(not torch.equal(p, r) for p, r in zip(pebble.reward_model.net.parameters(),
                                                      parl.reward_model.net.parameters()))
+
+
+# ----------------------------------------------------------------------------- the SAC lower level's second order
+def _small_parts(hidden=(8, 8)):
+    """A tiny PARL agent's actor, critics and reward ensemble (float32: the encoders cast to it)."""
+    agent = tiny(PARL, hidden=hidden, reward_hidden=(8, 8))
+    reward_fn = ensemble_mean_reward(agent.reward_model.net, agent.reward_model.config.ensemble_size)
+    theta = {k: v.detach() for k, v in agent.sac.actor.named_parameters()}
+    nu = {k: v.detach() for k, v in agent.reward_model.net.named_parameters()}
+    return agent, reward_fn, theta, nu
+
+
+def _flat(params):
+    return torch.cat([v.reshape(-1) for v in params.values()])
+
+
+def _unflat(vector, like):
+    out, i = {}, 0
+    for k, v in like.items():
+        out[k] = vector[i:i + v.numel()].reshape(v.shape)
+        i += v.numel()
+    return out
+
+
+def test_the_sac_lower_levels_mixed_derivative_matches_finite_differences_of_the_actors_gradient():
+    """H_nu_theta V w from the r_nu - r_[nu] construction equals d/dnu of w . grad_theta E[Q - alpha log pi + r_nu]
+    computed by the actor's own forward pass (another code path), by central differences in a random direction."""
+    agent, reward_fn, theta, nu = _small_parts()
+    sac = agent.sac
+    obs = torch.randn(16, 3)
+    torch.manual_seed(7)
+    noise = torch.randn(16, 1)
+    lower = sac_lower_objective(sac.actor, (sac.q1, sac.q2), 0.3, reward_fn, obs, noise, lam=0.0, center=theta)
+    w = torch.randn(sum(v.numel() for v in theta.values()))
+    direction = {k: torch.randn_like(v) for k, v in nu.items()}
+    norm = float(_flat(direction).norm())
+    direction = {k: v / norm for k, v in direction.items()}  # a unit step, so that h is the distance moved
+    cross = mixed_vector_product(lower, theta, nu, w)
+
+    def w_dot_actor_gradient(nu_point):
+        torch.manual_seed(7)  # the actor's forward draws the same noise as above
+        action, log_prob = sac.actor(obs)
+        q = torch.min(sac.q1(obs, action), sac.q2(obs, action))
+        reward = reward_fn(nu_point, torch.cat([obs, action], -1))
+        grads = torch.autograd.grad((q - 0.3 * log_prob + reward).mean(), list(sac.actor.parameters()))
+        return float(torch.cat([g.reshape(-1) for g in grads]).dot(w))
+
+    h = 3e-3  # float32: central differences, truncation O(h^2) against rounding O(1e-7 / h)
+    plus = w_dot_actor_gradient({k: v + h * direction[k] for k, v in nu.items()})
+    minus = w_dot_actor_gradient({k: v - h * direction[k] for k, v in nu.items()})
+    finite_difference = (plus - minus) / (2 * h)
+    assert abs(finite_difference) > 1e-5  # the reward does move the actor's gradient
+    assert float(cross.dot(_flat(direction))) == pytest.approx(finite_difference, rel=3e-2)
+
+
+def test_the_sac_level_distribution_shift_term_equals_the_dense_implicit_gradient():
+    """PARL's shift term on the SAC lower level and the preference upper level (as ``reward_hypergradient`` wires
+    them) against dense matrices: H_nu_theta (-H_theta_theta V + damping I)^-1 E[U grad_theta log rho]."""
+    agent, reward_fn, theta, nu = _small_parts(hidden=(6,))
+    sac = agent.sac
+    obs = torch.randn(12, 3)
+    noise = torch.randn(12, 1)
+    lower = sac_lower_objective(sac.actor, (sac.q1, sac.q2), 0.3, reward_fn, obs, noise, lam=1.0, center=theta)
+    seg_a, seg_b = (torch.randn(6, 5, 4).clamp(-2, 2) for _ in range(2))
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.5, 0.0, 1.0])
+    upper = preference_upper_objective(sac.actor, reward_fn, seg_a, seg_b, labels, obs_dim=3)
+    damping = 0.5
+    n_theta = sum(v.numel() for v in theta.values())
+    hg = hypergradient(upper, lower, theta, nu, shift=True, solver="cg", iters=4 * n_theta, tol=1e-9,
+                       damping=damping)
+
+    theta0, nu0 = _flat(theta), _flat(nu)
+    hessian = torch.autograd.functional.hessian(lambda t: lower(_unflat(t, theta), nu), theta0)
+
+    def theta_gradient(n):
+        t = theta0.clone().requires_grad_(True)
+        return torch.autograd.grad(lower(_unflat(t, theta), _unflat(n, nu)), t, create_graph=True)[0]
+
+    mixed = torch.autograd.functional.jacobian(theta_gradient, nu0)  # (theta, nu): d^2 V / d theta d nu
+    t = theta0.clone().requires_grad_(True)
+    g_theta = torch.autograd.grad(upper(_unflat(t, theta), nu), t)[0]
+    w = torch.linalg.solve(-hessian + damping * torch.eye(n_theta), g_theta)
+    expected = mixed.T @ w
+    assert float(expected.norm()) > 1e-8
+    assert torch.allclose(_flat(hg.shift), expected, rtol=1e-3, atol=1e-6 * float(expected.abs().max()))
+    assert torch.allclose(hg.theta_grad, g_theta, rtol=1e-5, atol=1e-7)
