@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -96,3 +97,32 @@ def test_bench_skips_a_run_whose_extra_is_missing(tmp_path, monkeypatch):
     assert records["gym/CartPole-v1"].finished
     assert "zoo-rl[nethack]" in records["nethack/score"].problem and records["nethack/score"].problem.startswith("skipped")
 
+
+
+def test_train_resume_takes_a_run_folder_alone(tmp_path, capsys):
+    """``zoo train --resume DIR`` reads the agent, env, budget and settings from DIR/train.json; --steps extends."""
+    out = tmp_path / "run"
+    assert main(["train", "ppo", "--env", "torch/cartpole", "--steps", "600", "--out", str(out), "--seed", "1",
+                 "--device", "cpu", "--no-progress", "--eval-episodes", "1", "--set", "anneal_lr=false"]) == 0
+    recorded = json.loads((out / "train.json").read_text())
+    assert recorded["agent"] == "ppo" and recorded["steps"] == 600 and recorded["set"] == ["anneal_lr=false"]
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--device", "cpu", "--no-progress"]) == 0
+    assert "is finished: " in " ".join(capsys.readouterr().out.split())
+    assert main(["train", "--resume", str(out), "--steps", "1200", "--device", "cpu", "--no-progress"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "of 1200" in printed and " done, from " in printed, printed  # went on from the finished run
+    assert json.loads((out / "train.json").read_text())["steps"] == 1200  # the new whole budget is recorded
+
+
+def test_train_resume_errors_name_what_is_missing(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "no such run folder" in " ".join(capsys.readouterr().err.split())
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "empty")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "AGENT, --env, --steps" in err and "train.json" in err
+    assert main(["train", "ppo", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --env, --steps" in " ".join(capsys.readouterr().err.split())
+    assert main(["train", "--resume", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
+    assert "different folders" in " ".join(capsys.readouterr().err.split())

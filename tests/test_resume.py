@@ -262,6 +262,8 @@ KILL_CASES = {
 
 
 def _train_arguments(agent: str, out: Path, resume: bool = False) -> list[str]:
+    if resume and agent == "SAC":  # the short form: everything else comes from the run folder's train.json
+        return ["train", "--resume", str(out), "--device", "cpu", "--no-progress"]
     env_id, steps, every, _, settings, _ = KILL_CASES[agent]
     arguments = ["train", agent, "--env", env_id, "--steps", str(steps), "--out", str(out), "--device", "cpu",
                  "--no-progress", "--eval-episodes", "1", "--checkpoint-every", str(every), "--log-interval-s", "0"]

@@ -84,6 +84,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from zoo.agents import get_agent
     from zoo.logger import RunLogger, write_json_atomic
 
+    _train_settings(args)
     cls = get_agent(args.agent)
     if args.steps < 1 or args.eval_episodes < 1:  # before any training, not after it
         raise ZooError(f"--steps and --eval-episodes must be positive, got {args.steps} and {args.eval_episodes}")
@@ -104,7 +105,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         raise ZooError("--resume and --overwrite exclude each other: continue the run in --out, or replace it")
     source = _resume_source(model, checkpoint) if args.resume else None
     if source is not None:  # go on from the training checkpoint or the saved model
-        if overrides:
+        if overrides and not args.set_recorded:
             raise ZooError(f"--set cannot change the hyperparameters of the run resumed in {str(out)!r}; start a "
                            "new run (another --out, or --overwrite) to change them")
         agent = cls.load(source, device=args.device, **data)
@@ -123,6 +124,9 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     agent.logger = RunLogger(out, config=agent.describe(), mode=mode,
                              resume_step=agent.num_timesteps if args.resume else None)
     try:
+        write_json_atomic(out / TRAIN_JSON, {**{key: getattr(args, key) for key in TRAIN_SETTINGS},
+                                             "data": str(Path(args.data).resolve()) if args.data else None,
+                                             "set": list(args.set or [])})
         if remaining:
             done = f" ({agent.num_timesteps} done, from {source.name})" if source is not None else ""
             console.print(f"training {cls.__name__} on {args.env} for {remaining} {cls.budget_unit} of "
@@ -138,6 +142,58 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         agent.close()
     console.print(f"saved {path}; evaluation over {args.eval_episodes} episodes: {_fmt(result)}", highlight=False)
     return 0
+
+
+#: a run folder's record of the ``zoo train`` command that trains it (what ``zoo train --resume DIR`` reads)
+TRAIN_JSON = "train.json"
+#: the command's settings kept there
+TRAIN_SETTINGS = ("agent", "env", "steps", "seed", "data", "eval_episodes", "checkpoint_every", "checkpoint_minutes",
+                  "log_interval_s")
+_TRAIN_DEFAULTS = {"seed": 0, "eval_episodes": 10, "checkpoint_minutes": 5.0, "log_interval_s": 2.0}
+
+
+def _train_settings(args: argparse.Namespace) -> None:
+    """Complete ``zoo train``'s arguments in place: with ``--resume DIR``, what the command line leaves out comes
+    from ``DIR/train.json`` (the run's own command; the agent and env of an older run from its ``config.json``),
+    then the defaults; an agent, ``--env``, ``--steps`` and ``--out`` are required in the end."""
+    import json
+
+    args.set_recorded = False
+    if isinstance(args.resume, str):
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ZooError(f"--resume {args.resume} and --out {args.out} name different folders: pass one of them")
+        if not Path(args.resume).is_dir():
+            raise ZooError(f"--resume {args.resume}: no such run folder (the --out of an earlier `zoo train`)")
+        args.out = args.resume
+    if args.resume and args.out is not None and Path(args.out).is_dir():
+        run = Path(args.out)
+        recorded: dict = {}
+        for name in (TRAIN_JSON, "config.json"):
+            try:
+                found = json.loads((run / name).read_text())
+            except (OSError, ValueError):
+                continue
+            if name == "config.json":
+                found = {"agent": found.get("agent"), "env": found.get("env_id")}
+            recorded = {**{k: v for k, v in found.items() if v is not None}, **recorded}
+        for key in TRAIN_SETTINGS:
+            if getattr(args, key) is None and key in recorded:
+                setattr(args, key, recorded[key])
+        if args.set is None and recorded.get("set"):  # a run restarted without a checkpoint keeps its --set
+            args.set, args.set_recorded = list(recorded["set"]), True
+        if args.agent is not None and str(recorded.get("agent", args.agent)).lower() != args.agent.lower():
+            raise ZooError(f"the run in {args.out!r} trains {recorded['agent']}, not {args.agent}: leave the agent out "
+                           "to resume it, or start a new run")
+    for key, default in _TRAIN_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    missing = [flag for flag, value in (("AGENT", args.agent), ("--env", args.env), ("--steps", args.steps),
+                                        ("--out", args.out)) if value is None]
+    if missing:
+        where = (f" (the run folder {args.out!r} has no {TRAIN_JSON} that records them: an older run, or not a "
+                 "run folder)" if args.resume else "")
+        raise ZooError(f"zoo train needs {', '.join(missing)}{where}: zoo train AGENT --env ENV --steps N --out DIR, "
+                       "or zoo train --resume DIR for a run started that way")
 
 
 def _resume_source(model: Path, checkpoint: Path) -> Path | None:
@@ -307,27 +363,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectorization", choices=("sync", "process"), default=None)
     p.set_defaults(func=_cmd_env_info)
 
-    p = sub.add_parser("train", help="train an agent on an env and save it with its logs")
-    p.add_argument("agent", help="agent name, e.g. PPO (zoo list shows them)")
-    p.add_argument("--env", required=True, help="env id, e.g. gym/CartPole-v1")
-    p.add_argument("--steps", type=int, required=True, help="the budget, in the agent's unit (env steps for "
+    p = sub.add_parser("train", help="train an agent on an env and save it with its logs",
+                       description="zoo train AGENT --env ENV --steps N --out DIR  starts a run (its command is kept in "
+                       f"DIR/{TRAIN_JSON}); zoo train --resume DIR  continues it after a crash or a kill, with the "
+                       "same settings (--steps N: a new whole budget)")
+    p.add_argument("agent", nargs="?", default=None, help="agent name, e.g. PPO (zoo list shows them)")
+    p.add_argument("--env", default=None, help="env id, e.g. gym/CartPole-v1")
+    p.add_argument("--steps", type=int, default=None, help="the budget, in the agent's unit (env steps for "
                    "online agents, gradient steps for offline ones, dialogue turns for language agents)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--data", help="an offline agent's data: a saved dataset (e.g. prefs.npz from zoo data prefs)")
-    p.add_argument("--out", required=True, help="run folder: config.json, progress.csv, tb/, model.safetensors")
+    p.add_argument("--out", default=None, help="run folder: config.json, progress.csv, tb/, model.safetensors")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--eval-episodes", type=int, default=None, help="default 10")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.safetensors "
-                   "(or model.safetensors if that is further on) up to --steps in all, appending to progress.csv "
-                   "(rows past the checkpoint are dropped); a finished run is left as it is")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="DIR",
+                   help="continue the run in DIR (or in --out) from its checkpoint.safetensors (or model.safetensors "
+                   "if that is further on) up to --steps in all, appending to progress.csv (rows past the checkpoint "
+                   f"are dropped); with DIR alone the agent, env, budget and settings come from DIR/{TRAIN_JSON}; a "
+                   "finished run is left as it is")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="write <out>/checkpoint.safetensors (with the replay buffer and counters) every N units of "
                    "the budget (at the agent's next report)")
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
+    p.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
                    help="... and every M minutes, whichever comes first (default 5)")
-    p.add_argument("--log-interval-s", type=float, default=2.0, metavar="S",
+    p.add_argument("--log-interval-s", type=float, default=None, metavar="S",
                    help="seconds between progress.csv rows (default 2; 0: a row at every report)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are removed first)")
     p.set_defaults(func=_cmd_train)
