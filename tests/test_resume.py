@@ -342,3 +342,75 @@ def test_zoo_train_resumes_after_sigkill_and_ends_at_the_budget(tmp_path, capsys
         assert main(_train_arguments(agent, out, resume=True)) == 0
         assert "is finished: 8192 env steps of --steps 8192" in " ".join(capsys.readouterr().out.split())
         assert ((out / "model.safetensors").stat().st_mtime_ns, (out / "progress.csv").read_text()) == before
+
+
+# --------------------------------------------------------------------------- the other agents' training state
+@pytest.fixture(scope="module")
+def small_prefs():
+    """Random-action Pendulum episodes, 16-step segments labelled by their reward sums (a small dataset)."""
+    from zoo.buffers import PreferenceDataset, TrajectoryStore, reward_sum_teacher
+    from zoo.envs import make_env
+
+    env = make_env("gym/Pendulum-v1", num_envs=1, seed=0)
+    store, rng = TrajectoryStore(), np.random.default_rng(0)
+    for _ in range(4):
+        obs, acts, rews = [env.reset()[0].numpy()], [], []
+        for t in range(100):
+            a = rng.uniform(-1, 1, size=(1, 1)).astype(np.float32)
+            o, r, *_ = env.step(torch.as_tensor(2 * a))
+            acts.append(a[0])
+            rews.append(float(r[0]))
+            if t < 99:
+                obs.append(o[0].numpy())
+        store.add_episode(np.stack(obs), np.stack(acts), np.array(rews, np.float32), task="pendulum")
+    env.close()
+    return PreferenceDataset.from_store(store, num_pairs=100, length=16, teacher=reward_sum_teacher, rng=rng,
+                                        regime="sparse")
+
+
+@pytest.mark.parametrize("name", ["CPL", "SFT", "PIQL"])
+def test_an_offline_run_resumed_from_its_checkpoint_is_the_uninterrupted_run(tmp_path, small_prefs, name):
+    """Offline agents draw only from their own generators, so a checkpoint at step n continued to 2n gives the
+    same weights, bit for bit, as 2n steps in one go (the optimizers, schedules and RNG states all restored)."""
+    import zoo.agents as agents
+
+    cls = getattr(agents, name)
+    settings = dict(data=small_prefs, seed=0, device="cpu", hidden=(32, 32), dropout=0.0, batch_size=16)
+    if name == "CPL":
+        settings["bc_steps"] = 20  # the switch from BC to CPL falls before the checkpoint
+
+    def weights(agent):
+        return {f"{m}.{k}": v.clone() for m, module in agent.state_modules().items()
+                for k, v in module.state_dict().items()}
+
+    whole = cls("gym/Pendulum-v1", **settings)
+    whole.learn(60, progress=False)
+    first = cls("gym/Pendulum-v1", **settings)
+    first.learn(30, progress=False)
+    first.save(tmp_path / "checkpoint.safetensors", training_state=True)
+    resumed = load_agent(tmp_path / "checkpoint.safetensors", device="cpu", data=small_prefs)
+    assert resumed.num_timesteps == 30
+    resumed.learn(30, progress=False)
+    assert resumed.num_timesteps == 60
+    expected, got = weights(whole), weights(resumed)
+    assert expected.keys() == got.keys() and expected
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_a_gbrl_run_resumed_from_its_checkpoint_goes_on_from_the_same_trees(tmp_path):
+    """GBRL's trees and optimizers come back exactly (same actions at the checkpoint); the resumed run then goes on
+    to the whole budget. (The env starts new episodes on resume, so the continuation is not the uninterrupted
+    run's: that is the documented resume semantics for online agents.)"""
+    from zoo.agents import GBRL
+
+    obs = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    first = GBRL("gym/CartPole-v1", seed=0, device="cpu", num_steps=16, num_minibatches=2)
+    first.learn(128, progress=False)
+    first.save(tmp_path / "checkpoint.safetensors", training_state=True)
+    resumed = load_agent(tmp_path / "checkpoint.safetensors", device="cpu")
+    with torch.no_grad():
+        assert torch.equal(first.act(obs, deterministic=True), resumed.act(obs, deterministic=True))
+    assert resumed.remaining_steps(256) == 128
+    resumed.learn(resumed.remaining_steps(256), progress=False)
+    assert resumed.num_timesteps == 256
