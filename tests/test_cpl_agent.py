@@ -8,29 +8,16 @@ import torch
 
 import zoo
 from zoo.agents import CPL, load_agent
-from zoo.buffers import PreferenceDataset, TrajectoryStore, reward_sum_teacher
+from zoo.buffers import PreferenceDataset
 from zoo.errors import ConfigError
+
+from pendulum_prefs import random_pendulum_preferences  # noqa: E402  (beside this file)
 
 
 @pytest.fixture(scope="module")
 def pendulum_prefs():
     """Random-action Pendulum episodes, 16-step segments labelled by their reward sums."""
-    env = zoo.make_env("gym/Pendulum-v1", num_envs=1, seed=0)
-    store = TrajectoryStore()
-    rng = np.random.default_rng(0)
-    for _ in range(12):
-        obs, acts, rews = [env.reset()[0].numpy()], [], []
-        for t in range(200):
-            a = rng.uniform(-2, 2, size=(1, 1)).astype(np.float32)
-            o, r, term, trunc, info = env.step(torch.as_tensor(a))
-            acts.append(a[0] / 2.0)  # CPL's actor works in [-1, 1]
-            rews.append(float(r[0]))
-            if t < 199:
-                obs.append(o[0].numpy())
-        store.add_episode(np.stack(obs), np.stack(acts), np.array(rews, np.float32), task="pendulum")
-    env.close()
-    return PreferenceDataset.from_store(store, num_pairs=600, length=16, teacher=reward_sum_teacher, rng=rng,
-                                        regime="sparse")
+    return random_pendulum_preferences(episodes=12, steps=200, num_pairs=600)
 
 
 def pair_accuracy(agent: CPL, dataset: PreferenceDataset) -> float:

@@ -347,25 +347,9 @@ def test_zoo_train_resumes_after_sigkill_and_ends_at_the_budget(tmp_path, capsys
 # --------------------------------------------------------------------------- the other agents' training state
 @pytest.fixture(scope="module")
 def small_prefs():
-    """Random-action Pendulum episodes, 16-step segments labelled by their reward sums (a small dataset)."""
-    from zoo.buffers import PreferenceDataset, TrajectoryStore, reward_sum_teacher
-    from zoo.envs import make_env
+    from pendulum_prefs import random_pendulum_preferences  # beside this file
 
-    env = make_env("gym/Pendulum-v1", num_envs=1, seed=0)
-    store, rng = TrajectoryStore(), np.random.default_rng(0)
-    for _ in range(4):
-        obs, acts, rews = [env.reset()[0].numpy()], [], []
-        for t in range(100):
-            a = rng.uniform(-1, 1, size=(1, 1)).astype(np.float32)
-            o, r, *_ = env.step(torch.as_tensor(2 * a))
-            acts.append(a[0])
-            rews.append(float(r[0]))
-            if t < 99:
-                obs.append(o[0].numpy())
-        store.add_episode(np.stack(obs), np.stack(acts), np.array(rews, np.float32), task="pendulum")
-    env.close()
-    return PreferenceDataset.from_store(store, num_pairs=100, length=16, teacher=reward_sum_teacher, rng=rng,
-                                        regime="sparse")
+    return random_pendulum_preferences(episodes=4, steps=100, num_pairs=100)
 
 
 @pytest.mark.parametrize("name", ["CPL", "SFT", "PIQL"])
