@@ -219,7 +219,7 @@ def sweep_edit(methods: list[str], overrides: dict[str, dict], label: str, budge
 
 
 def main() -> None:
-    from suite_script import TIERS, default_out, edited_suite, mean_std, run_tier
+    from suite_script import TIERS, analysis_dir, default_out, edited_suite, mean_std, run_tier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the suite's smoke tier: one short iteration, one seed")
@@ -271,9 +271,10 @@ def main() -> None:
                          "wall s": round(float(np.mean([r["wall_s"] for r in runs])))})
     from zoo.bench import results_markdown, write_results
 
-    write_results(out, rows, list(rows[0]), footer="Tiny GPT-2 actor (2 layers, width 64) and tiny RoBERTa critic "
+    tables = analysis_dir(out, __file__)
+    write_results(tables, rows, list(rows[0]), footer="Tiny GPT-2 actor (2 layers, width 64) and tiny RoBERTa critic "
                   "built locally, 2 CPU cores, one thread per run.")
-    plot(out, results, args.games, methods)
+    plot(tables, results, args.games, methods)
     print(results_markdown(rows, list(rows[0])))
 
 

@@ -13,7 +13,7 @@ reward-model training for P-IQL) and is evaluated (success rate over ``--episode
 suite's 25, horizon 250) every 1,200 steps. BC is behaviour cloning on all segments for the whole budget (the
 suite's ``CPL~BC`` rows). The suite's data is dense; ``--regimes sparse`` (or ``dense sparse``) adds the same
 runs on sparse datasets (rows labelled ``sparse``). Writes ``results.md`` / ``results.csv`` beside the
-paper's figures and ``curves.png``, and reports CPL's training steps per second against a straightforward
+paper's figures and ``curves.png`` in ``<out>/cpl_metaworld/``, and reports CPL's training steps per second against a straightforward
 PyTorch loop over the same data.
 """
 
@@ -99,6 +99,7 @@ def plain_loop_steps_per_second(dataset, steps: int = 200) -> tuple[float, float
 def main() -> None:
     from suite_script import (
         TIERS,
+        analysis_dir,
         data_path,
         default_out,
         edited_suite,
@@ -162,10 +163,11 @@ def main() -> None:
                                                          steps=30 if tier == "smoke" else 200)
         footer = (f"CPL training steps per second (batch 96 pairs x 64 steps, 256x256 actor, one thread): zoo "
                   f"{zoo_sps:.1f}, a plain PyTorch loop over the same data {plain_sps:.1f} ({zoo_sps / plain_sps:.2f}x).")
-    write_results(out, rows, list(rows[0]), footer=footer)
+    tables = analysis_dir(out, __file__)
+    write_results(tables, rows, list(rows[0]), footer=footer)
     print(results_markdown(rows, list(rows[0])))
     print(footer)
-    plot(out, curves, args.methods)
+    plot(tables, curves, args.methods)
 
 
 def plot(out: Path, curves: dict, methods: list[str]) -> Path:

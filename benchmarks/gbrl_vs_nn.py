@@ -10,7 +10,7 @@ categorical for the trees) and one continuous control task (Pendulum-v1). What t
 score normalised as (return - random) / (best - random) with the random policy's return measured here (best:
 the suite's normalisation bound), and from the suite's analysis hook (:func:`update_and_tree_stats`) the wall
 time per update, GBRL's number of trees and each run's peak memory (each run is its own worker process).
-Writes ``results.md`` / ``results.csv`` beside the paper's chart values (normalised PPO scores, NN vs GBRL).
+Writes ``<out>/gbrl_vs_nn/results.md`` / ``results.csv`` beside the paper's chart values (normalised PPO scores, NN vs GBRL).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def table(suite, out: Path, specs, cases: list[str], seeds: list[int]) -> list[d
 
 
 def main() -> None:
-    from suite_script import TIERS, default_out, edited_suite, run_tier
+    from suite_script import TIERS, analysis_dir, default_out, edited_suite, run_tier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the suite's smoke tier (one seed, tiny budgets)")
@@ -99,7 +99,7 @@ def main() -> None:
         raise SystemExit(f"no finished run in {out}")
     from zoo.bench import results_markdown, write_results
 
-    write_results(out, rows, list(rows[0]))
+    write_results(analysis_dir(out, __file__), rows, list(rows[0]))
     print(results_markdown(rows, list(rows[0])))
 
 

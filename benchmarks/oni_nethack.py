@@ -14,7 +14,7 @@ in our notes; its benchmarking logs give about 3.6k frames/s per core for Doom o
 Learning: ONI's three reward models (keyword judge), extrinsic-only APPO and ELLM at equal env steps, the
 suite's tier (``benchmarks/suites/nethack.yaml``; the cpu tier: 200k steps per run, 3 seeds), reported as
 the final evaluation (return on Score, success rate on Oracle and StaircaseLvl3) and the intrinsic-reward
-statistics of the last update. Results go to ``oni-nethack[-<tier>]/results.md``.
+statistics of the last update. The table goes to ``<out>/oni_nethack/results.md``, beside the suite's report.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_script import TIERS, default_out, edited_suite, finished_runs, mean_std, read_rows, run_tier
+from suite_script import TIERS, analysis_dir, default_out, edited_suite, finished_runs, mean_std, read_rows, run_tier
 
 METHODS = ("retrieval", "classification", "ranking", "extrinsic", "ellm")
 
@@ -105,8 +105,7 @@ def learning(args) -> None:
                      f"| {'extrinsic only' if method == 'extrinsic' else 'ELLM (bag of words)'} | "
                      + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(text)
+    (analysis_dir(out, __file__) / "results.md").write_text(text)
     print(text)
 
 

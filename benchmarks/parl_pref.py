@@ -10,7 +10,7 @@ This script adds, per (task, agent): the final score (return on walker, success 
 the best evaluation, the feedback used, the learned reward's final Spearman correlation with the true reward
 (``reward_spearman`` in the run's ``progress.csv``), and the env steps each agent's mean evaluation curve takes
 to reach PEBBLE's final score (the paper's claim: up to 63% fewer samples for the same return). Writes
-``results.md`` / ``results.csv`` and ``curves.png`` (the training episodes' true return or success, from
+``results.md`` / ``results.csv`` and ``curves.png`` in ``<out>/parl_pref/`` (the training episodes' true return or success, from
 ``progress.csv``, against env steps and against feedback used) in ``--out``.
 """
 
@@ -72,6 +72,7 @@ def steps_to_reach(curve: tuple[np.ndarray, np.ndarray], target: float) -> float
 def main() -> None:
     from suite_script import (
         TIERS,
+        analysis_dir,
         default_out,
         eval_curve,
         finished_runs,
@@ -150,10 +151,11 @@ def main() -> None:
         footer += "\n\n" + "\n".join(f"- {n}" for n in notes)
     columns = ["task", "agent", "seeds", "metric", "env steps", "final", "best eval", "feedback used",
                "reward Spearman", "steps to PEBBLE's final"]
-    write_results(out, rows, columns, footer=footer)
+    tables = analysis_dir(out, __file__)
+    write_results(tables, rows, columns, footer=footer)
     print(results_markdown(rows, columns))
     print(footer)
-    print(f"wrote {out / 'results.md'} and {plot(out, runs, args.tasks, args.agents)}")
+    print(f"wrote {tables / 'results.md'} and {plot(tables, runs, args.tasks, args.agents)}")
 
 
 def plot(out: Path, runs: dict, tasks: list[str], agents: list[str]) -> Path:

@@ -3,8 +3,10 @@
 A script (``cpl_metaworld.py``, ``gbrl_vs_nn.py``, ``archer_text.py``) names its suite under
 ``benchmarks/suites/``, optionally edits its entries (a sweep point, another data regime), runs the tier's
 runs with :func:`run_tier` (``zoo.bench.runner.run_suite``: cached, resumable, ``--jobs`` worker processes)
-and builds its own table from :func:`finished_runs`. The suite's generic report (IQM, bootstrap intervals,
-plots) goes to ``<out>/suite-report/``; the script's own ``results.md`` stays in ``<out>``.
+and builds its own table from :func:`finished_runs`. A suite folder has one layout whoever ran it: the suite's
+report (``results.md``, ``results.csv``, ``results.json``, ``curves.png``, ``aggregate.png``: IQM, bootstrap
+intervals, the papers' numbers) at its top, as ``zoo bench`` writes it, and each script's own analysis in a
+subfolder named after the script (:func:`analysis_dir`: ``<out>/oni_nethack/results.md``, ...).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def run_tier(suite: Suite, tier: str, out: Path, jobs: int = 1, agents: Sequence
              tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
              report_only: bool = False, log: Callable[[str], None] = print) -> list[RunSpec]:
     """Run what is not finished of ``suite``'s ``tier`` into ``out`` (unless ``report_only``), write the
-    generic report to ``out/suite-report``, and return the tier's specs."""
+    suite's report at the top of ``out`` (as ``zoo bench`` does), and return the tier's specs."""
     from zoo.bench.report import build_report
     from zoo.bench.runner import run_suite
 
@@ -49,10 +51,18 @@ def run_tier(suite: Suite, tier: str, out: Path, jobs: int = 1, agents: Sequence
         for run_id, why in outcome.failed.items():
             log(f"failed: {run_id}: {why}")
     try:
-        build_report(out, out=out / "suite-report")
+        build_report(out, out=out)
     except Exception as exc:  # noqa: BLE001  (the script's own table does not need it)
         log(f"the generic report was not written: {type(exc).__name__}: {exc}")
     return specs
+
+
+def analysis_dir(out: Path, script: str) -> Path:
+    """Where the script ``script`` (its ``__file__``) writes its own tables and plots in the suite folder ``out``:
+    ``out/<script name>/``, beside the suite's report at the top (created)."""
+    path = Path(out) / Path(script).stem
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def finished_runs(out: Path, specs: Sequence[RunSpec]) -> list[tuple[RunSpec, dict, Path]]:
