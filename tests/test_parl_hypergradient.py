@@ -15,6 +15,7 @@ from zoo.agents.parl.hypergradient import (
     hessian_vector_product,
     hypergradient,
     l2_regularised,
+    largest_eigenvalue,
     mixed_vector_product,
     neumann_series,
     power_iteration,
@@ -44,6 +45,46 @@ def spd(n: int, seed: int, cond: float = 20.0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- solvers
+def indefinite(n: int, seed: int, eigenvalues) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    return q @ torch.diag(torch.tensor(eigenvalues, dtype=F64)) @ q.T
+
+
+def test_largest_eigenvalue_of_an_indefinite_matrix():
+    # the dominant eigenvalue (-9) is negative; the most positive one (2.5) is what is asked for
+    a = indefinite(6, 3, [-9.0, -4.0, -1.0, 0.5, 1.0, 2.5])
+    assert largest_eigenvalue(lambda v: a @ v, 6, iters=300) == pytest.approx(2.5, rel=1e-4)
+    assert largest_eigenvalue(lambda v: -(a @ v), 6, iters=300) == pytest.approx(9.0, rel=1e-4)
+    assert largest_eigenvalue(lambda v: 0 * v, 6) == 0.0
+
+
+def test_adaptive_damping_makes_an_indefinite_lower_level_solvable():
+    """Away from a maximum (H_theta_theta V with a positive eigenvalue) CG on -H + damping I meets negative
+    curvature; adaptive damping raises the damping past 1.5 x that eigenvalue and solves the damped system."""
+    h = indefinite(5, 4, [-3.0, -2.0, -1.0, 0.5, 2.0])  # V = 1/2 theta^T H theta + theta . (M nu)
+    m = torch.randn(5, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
+    g = torch.randn(5, generator=torch.Generator().manual_seed(6), dtype=F64)
+
+    def lower(theta, nu):
+        return 0.5 * theta @ h @ theta + theta @ (m @ nu)
+
+    def upper(theta, nu):
+        return theta @ g + nu.sum()
+
+    theta, nu = torch.zeros(5, dtype=F64), torch.zeros(3, dtype=F64)
+    with pytest.raises(NumericalError, match="not positive definite"):
+        hypergradient(upper, lower, theta, nu, iters=50, damping=0.1)
+    out = hypergradient(upper, lower, theta, nu, iters=50, damping=0.1, adaptive_damping=True, power_iters=300)
+    assert out.damping == pytest.approx(3.0, rel=1e-3)  # 1.5 x the top eigenvalue 2
+    expected = m.T @ torch.linalg.solve(-h + out.damping * torch.eye(5, dtype=F64), g)
+    torch.testing.assert_close(out.shift, expected, rtol=1e-8, atol=1e-10)
+    # at a strict maximum the floor is kept: nothing changes for a strongly concave lower level
+    concave = hypergradient(upper, lambda t, n: 0.5 * t @ (h - 3 * torch.eye(5, dtype=F64)) @ t + t @ (m @ n),
+                            theta, nu, iters=50, damping=0.1, adaptive_damping=True)
+    assert concave.damping == 0.1
+
+
 def test_conjugate_gradient_matches_the_explicit_inverse():
     a, b = spd(8, 0), torch.arange(1.0, 9.0, dtype=F64)
     solve = conjugate_gradient(lambda v: a @ v, b, iters=50, tol=1e-12)

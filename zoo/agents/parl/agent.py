@@ -148,8 +148,12 @@ class PARLConfig(PreferenceSACConfig):
     hyper_batch: int = 256
     #: conjugate-gradient iterations (Hessian-vector products) per solve
     cg_iters: int = 5
-    #: added to ``-H_theta_theta V`` so that the solve is positive definite
+    #: added to ``-H_theta_theta V`` so that the solve is positive definite (the least; see ``adaptive_damping``)
     damping: float = 1.0
+    #: raise the damping to 1.5 x the lower level's most positive curvature when that is larger (power iteration,
+    #: 60 Hessian-vector products): a SAC actor mid-training is no strict maximum, and a truncated CG on the
+    #: indefinite system returns an inflated shift term without noticing
+    adaptive_damping: bool = True
     #: the lower level's L2 regulariser ``lambda`` around the current actor
     lower_reg: float = 1.0
 
@@ -189,7 +193,7 @@ class PARL(PreferenceSAC):
         upper = preference_upper_objective(sac.actor, reward_fn, seg_a.to(self.device), seg_b.to(self.device),
                                            labels.to(self.device), self.obs_dim)
         return hypergradient(upper, lower, theta, nu, shift=True, solver="cg", iters=c.cg_iters,
-                             damping=c.damping)
+                             damping=c.damping, adaptive_damping=c.adaptive_damping)
 
     def reward_update(self, seg_a: torch.Tensor, seg_b: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
         out = super().reward_update(seg_a, seg_b, labels)
@@ -204,7 +208,9 @@ class PARL(PreferenceSAC):
                 hg = self.reward_hypergradient(seg_a, seg_b, labels_t)
                 grad = hg.grad
                 out.update(hyper_shift_norm=float(_norm(hg.shift)), hyper_direct_norm=float(_norm(hg.direct)),
-                           hyper_cg_residual=hg.solve.residual)
+                           hyper_cg_residual=hg.solve.residual,
+                           hyper_cg_relative_residual=hg.solve.residual / max(float(hg.theta_grad.norm()), 1e-12),
+                           hyper_damping=hg.damping)
             except NumericalError:
                 self._hyper_fallbacks += 1
                 grad = self.reward_hypergradient_direct(seg_a, seg_b, labels_t)

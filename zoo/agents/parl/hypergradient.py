@@ -43,7 +43,8 @@ import torch
 from zoo.errors import ConfigError, NumericalError
 
 __all__ = ["Hypergradient", "Solve", "conjugate_gradient", "hessian_vector_product", "hypergradient",
-           "l2_regularised", "mixed_vector_product", "neumann_series", "power_iteration", "score_function_surrogate"]
+           "l2_regularised", "largest_eigenvalue", "mixed_vector_product", "neumann_series", "power_iteration",
+           "score_function_surrogate"]
 
 Params = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 Objective = Callable[[Any, Any], torch.Tensor]
@@ -69,6 +70,8 @@ class Hypergradient(NamedTuple):
     theta_grad: torch.Tensor
     w: torch.Tensor | None
     solve: Solve | None
+    #: the damping the solve used (``adaptive_damping`` may raise it above the one asked for)
+    damping: float = 0.0
 
 
 # ----------------------------------------------------------------------------- linear solvers
@@ -118,6 +121,19 @@ def power_iteration(matvec: MatVec, dim: int, *, iters: int = 30, dtype=torch.fl
             return 0.0
         v = av / norm
     return value
+
+
+def largest_eigenvalue(matvec: MatVec, dim: int, *, iters: int = 30, dtype=torch.float64, device=None,
+                       seed: int = 0) -> float:
+    """The most positive eigenvalue of a symmetric, possibly indefinite ``A``: power iteration finds the eigenvalue
+    of largest magnitude ``m`` (its Rayleigh quotient), then the top eigenvalue of the positive semi-definite
+    ``A + |m| I``, less ``|m|``. An estimate from below, as power iteration's."""
+    spread = abs(power_iteration(matvec, dim, iters=iters, dtype=dtype, device=device, seed=seed))
+    if spread == 0.0:
+        return 0.0
+    shifted = power_iteration(lambda v: matvec(v) + spread * v, dim, iters=iters, dtype=dtype, device=device,
+                              seed=seed + 1)
+    return shifted - spread
 
 
 def neumann_series(matvec: MatVec, b: torch.Tensor, *, iters: int = 100, alpha: float) -> Solve:
@@ -217,12 +233,17 @@ def mixed_vector_product(lower: Objective, theta: Params, nu: Params, w: torch.T
 # ----------------------------------------------------------------------------- the hypergradient
 def hypergradient(upper: Objective, lower: Objective, theta: Params, nu: Params, *, shift: bool = True,
                   solver: str = "cg", iters: int = 100, tol: float = 1e-10, alpha: float | None = None,
-                  damping: float = 0.0) -> Hypergradient:
+                  damping: float = 0.0, adaptive_damping: bool = False, power_iters: int = 30) -> Hypergradient:
     """A-PARL's ``grad_nu G`` at ``(theta, nu)`` with ``theta`` (close to) ``argmax_theta lower(., nu)`` (see the
     module docstring): ``E[grad_nu U]`` plus, with ``shift``, ``H_nu_theta V [-H_theta_theta V + damping I]^-1
     E[U grad_theta log rho]``, the solve by ``solver`` ``"cg"`` (up to ``iters`` products, relative tolerance
     ``tol``) or ``"neumann"`` (``iters`` terms, step ``alpha``; None: ``1 / lambda_max`` by power iteration).
     Both levels are maximised: ``grad`` is an ascent direction for ``nu``.
+
+    ``adaptive_damping``: away from a strict maximum (a SAC actor mid-training) ``H_theta_theta V`` can have
+    positive eigenvalues, and a truncated CG on the indefinite system returns an inflated direction without
+    noticing; the damping is then raised to 1.5 x the most positive eigenvalue (:func:`largest_eigenvalue`,
+    ``2 power_iters`` products) when that is larger, so that the solved system is positive definite.
     """
     if solver not in ("cg", "neumann"):
         raise ConfigError(f"unknown solver {solver!r}; choose 'cg' (conjugate gradient) or 'neumann'")
@@ -238,8 +259,13 @@ def hypergradient(upper: Objective, lower: Objective, theta: Params, nu: Params,
     direct = _flat(grads[len(t_leaves):], n_leaves).detach()
     if not shift:
         zero = torch.zeros_like(direct)
-        return Hypergradient(_unflat(direct, nu), _unflat(direct, nu), _unflat(zero, nu), theta_grad, None, None)
+        return Hypergradient(_unflat(direct, nu), _unflat(direct, nu), _unflat(zero, nu), theta_grad, None, None,
+                             damping)
     hvp = hessian_vector_product(lower, theta, nu)
+    if adaptive_damping:
+        top = largest_eigenvalue(hvp, theta_grad.numel(), iters=power_iters, dtype=theta_grad.dtype,
+                                 device=theta_grad.device)
+        damping = max(damping, 1.5 * top)
 
     def matvec(v: torch.Tensor) -> torch.Tensor:  # -H + damping I: positive definite at a strict maximum
         return -hvp(v) + damping * v
@@ -255,7 +281,7 @@ def hypergradient(upper: Objective, lower: Objective, theta: Params, nu: Params,
     if not (torch.isfinite(direct).all() and torch.isfinite(shift_term).all()):
         raise NumericalError("the hypergradient is not finite (direct or distribution-shift term)")
     return Hypergradient(_unflat(direct + shift_term, nu), _unflat(direct, nu), _unflat(shift_term, nu), theta_grad,
-                         solve.x, solve)
+                         solve.x, solve, damping)
 
 
 # ----------------------------------------------------------------------------- objectives
