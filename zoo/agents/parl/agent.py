@@ -150,8 +150,8 @@ class PARLConfig(PreferenceSACConfig):
     cg_iters: int = 5
     #: added to ``-H_theta_theta V`` so that the solve is positive definite (the least; see ``adaptive_damping``)
     damping: float = 1.0
-    #: raise the damping to 1.5 x the lower level's most positive curvature when that is larger (power iteration,
-    #: 60 Hessian-vector products): a SAC actor mid-training is no strict maximum, and a truncated CG on the
+    #: raise the damping to 1.5 x the lower level's most positive curvature when that is larger (30 Lanczos
+    #: steps: 30 Hessian-vector products): a SAC actor mid-training is no strict maximum, and a truncated CG on the
     #: indefinite system returns an inflated shift term without noticing
     adaptive_damping: bool = True
     #: the lower level's L2 regulariser ``lambda`` around the current actor

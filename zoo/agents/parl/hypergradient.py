@@ -125,15 +125,33 @@ def power_iteration(matvec: MatVec, dim: int, *, iters: int = 30, dtype=torch.fl
 
 def largest_eigenvalue(matvec: MatVec, dim: int, *, iters: int = 30, dtype=torch.float64, device=None,
                        seed: int = 0) -> float:
-    """The most positive eigenvalue of a symmetric, possibly indefinite ``A``: power iteration finds the eigenvalue
-    of largest magnitude ``m`` (its Rayleigh quotient), then the top eigenvalue of the positive semi-definite
-    ``A + |m| I``, less ``|m|``. An estimate from below, as power iteration's."""
-    spread = abs(power_iteration(matvec, dim, iters=iters, dtype=dtype, device=device, seed=seed))
-    if spread == 0.0:
-        return 0.0
-    shifted = power_iteration(lambda v: matvec(v) + spread * v, dim, iters=iters, dtype=dtype, device=device,
-                              seed=seed + 1)
-    return shifted - spread
+    """The most positive eigenvalue of a symmetric, possibly indefinite ``A`` (``matvec(v) = A v``): the largest
+    Ritz value of ``iters`` Lanczos steps with full reorthogonalisation from a seeded random start (Golub and Van
+    Loan, section 10.1). Lanczos finds both ends of the spectrum at once and fast, also where a large eigenvalue
+    of the other sign would slow a shifted power iteration to a crawl; an estimate from below."""
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ConfigError(f"largest_eigenvalue iters must be a positive integer, got {iters!r}")
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, generator=generator, dtype=dtype).to(device)
+    q = q / q.norm()
+    basis, alphas, betas = [q], [], []
+    for _ in range(min(iters, dim)):
+        w = matvec(basis[-1]).to(dtype)
+        alpha = float(basis[-1].dot(w))
+        alphas.append(alpha)
+        for v in basis:  # full reorthogonalisation (also removes the alpha and beta components)
+            w = w - v.dot(w) * v
+        beta = float(w.norm())
+        if not beta > 1e-10 * max(1.0, abs(alpha)):
+            break
+        betas.append(beta)
+        basis.append(w / beta)
+    n = len(alphas)
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if n > 1:
+        off = torch.tensor(betas[:n - 1], dtype=torch.float64)
+        t = t + torch.diag(off, 1) + torch.diag(off, -1)
+    return float(torch.linalg.eigvalsh(t)[-1])
 
 
 def neumann_series(matvec: MatVec, b: torch.Tensor, *, iters: int = 100, alpha: float) -> Solve:
@@ -233,7 +251,7 @@ def mixed_vector_product(lower: Objective, theta: Params, nu: Params, w: torch.T
 # ----------------------------------------------------------------------------- the hypergradient
 def hypergradient(upper: Objective, lower: Objective, theta: Params, nu: Params, *, shift: bool = True,
                   solver: str = "cg", iters: int = 100, tol: float = 1e-10, alpha: float | None = None,
-                  damping: float = 0.0, adaptive_damping: bool = False, power_iters: int = 30) -> Hypergradient:
+                  damping: float = 0.0, adaptive_damping: bool = False, curvature_iters: int = 30) -> Hypergradient:
     """A-PARL's ``grad_nu G`` at ``(theta, nu)`` with ``theta`` (close to) ``argmax_theta lower(., nu)`` (see the
     module docstring): ``E[grad_nu U]`` plus, with ``shift``, ``H_nu_theta V [-H_theta_theta V + damping I]^-1
     E[U grad_theta log rho]``, the solve by ``solver`` ``"cg"`` (up to ``iters`` products, relative tolerance
@@ -243,7 +261,7 @@ def hypergradient(upper: Objective, lower: Objective, theta: Params, nu: Params,
     ``adaptive_damping``: away from a strict maximum (a SAC actor mid-training) ``H_theta_theta V`` can have
     positive eigenvalues, and a truncated CG on the indefinite system returns an inflated direction without
     noticing; the damping is then raised to 1.5 x the most positive eigenvalue (:func:`largest_eigenvalue`,
-    ``2 power_iters`` products) when that is larger, so that the solved system is positive definite.
+    ``curvature_iters`` Lanczos products) when that is larger, so that the solved system is positive definite.
     """
     if solver not in ("cg", "neumann"):
         raise ConfigError(f"unknown solver {solver!r}; choose 'cg' (conjugate gradient) or 'neumann'")
@@ -263,7 +281,7 @@ def hypergradient(upper: Objective, lower: Objective, theta: Params, nu: Params,
                              damping)
     hvp = hessian_vector_product(lower, theta, nu)
     if adaptive_damping:
-        top = largest_eigenvalue(hvp, theta_grad.numel(), iters=power_iters, dtype=theta_grad.dtype,
+        top = largest_eigenvalue(hvp, theta_grad.numel(), iters=curvature_iters, dtype=theta_grad.dtype,
                                  device=theta_grad.device)
         damping = max(damping, 1.5 * top)
 
