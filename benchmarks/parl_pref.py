@@ -10,8 +10,8 @@ This script adds, per (task, agent): the final score (return on walker, success 
 the best evaluation, the feedback used, the learned reward's final Spearman correlation with the true reward
 (``reward_spearman`` in the run's ``progress.csv``), and the env steps each agent's mean evaluation curve takes
 to reach PEBBLE's final score (the paper's claim: up to 63% fewer samples for the same return). Writes
-``results.md`` / ``results.csv`` and ``curves.png`` in ``<out>/parl_pref/`` (the training episodes' true return or success, from
-``progress.csv``, against env steps and against feedback used) in ``--out``.
+``results.md`` / ``results.csv`` and ``curves.png`` (the training episodes' true return or success, from
+``progress.csv``, against env steps and against feedback used) in ``<out>/parl_pref/``.
 """
 
 from __future__ import annotations

@@ -29,4 +29,3 @@ def random_pendulum_preferences(episodes: int, steps: int, num_pairs: int, seed:
         env.close()
     return PreferenceDataset.from_store(store, num_pairs=num_pairs, length=16, teacher=reward_sum_teacher, rng=rng,
                                         regime="sparse")
-

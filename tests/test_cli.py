@@ -126,3 +126,5 @@ def test_train_resume_errors_name_what_is_missing(tmp_path, capsys):
     assert "needs --env, --steps" in " ".join(capsys.readouterr().err.split())
     assert main(["train", "--resume", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
     assert "different folders" in " ".join(capsys.readouterr().err.split())
+    assert main(["train", "ppo", "--env", "gym/CartPole-v1", "--steps", "10", "--resume"]) == 2
+    assert "--resume needs the run folder" in " ".join(capsys.readouterr().err.split())

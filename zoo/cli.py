@@ -163,8 +163,11 @@ def _train_settings(args: argparse.Namespace) -> None:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ZooError(f"--resume {args.resume} and --out {args.out} name different folders: pass one of them")
         if not Path(args.resume).is_dir():
-            raise ZooError(f"--resume {args.resume}: no such run folder (the --out of an earlier `zoo train`)")
+            raise ZooError(f"--resume {args.resume}: no such run folder (the --out of an earlier `zoo train`; in the "
+                           "long form `zoo train AGENT ... --out DIR --resume`, --resume comes last)")
         args.out = args.resume
+    elif args.resume and args.out is None:
+        raise ZooError("--resume needs the run folder: zoo train --resume DIR (or --out DIR --resume)")
     if args.resume and args.out is not None and Path(args.out).is_dir():
         run = Path(args.out)
         recorded: dict = {}
