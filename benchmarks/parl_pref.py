@@ -135,7 +135,11 @@ def main() -> None:
                          f"{np.nanmean([r['feedback'] for r in seeds]):.0f}",
                          "reward Spearman": mean_std(spearman) if spearman else "-",
                          "steps to PEBBLE's final": "-" if math.isnan(reach) else f"{reach:.0f}"})
-        if "PARL" in args.agents and "PEBBLE" in args.agents and math.isfinite(target):
+        if not runs.get((task, "PARL")) or not pebble:
+            pass  # nothing to compare yet
+        elif target <= 0:
+            notes.append(f"{task}: PEBBLE's final score is {target:.1f}: no sample-efficiency comparison to make.")
+        elif "PARL" in args.agents and "PEBBLE" in args.agents and math.isfinite(target):
             a, p = (steps_to_reach(eval_curves[x], target) for x in ("PARL", "PEBBLE"))
             if math.isfinite(a) and math.isfinite(p) and p > 0:
                 notes.append(f"{task}: A-PARL reaches PEBBLE's final score ({target:.1f}) in {a:.0f} env steps, "
